@@ -1,0 +1,68 @@
+"""The one way to save and load weight files.
+
+A checkpoint is a plain dict of tensors and simple values, tagged with ``fpt_kind`` (``dncnn``,
+``extractor``, ...). Loading always uses ``torch.load(weights_only=True)``: a foreign or
+malicious pickle is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fpforensics import __version__
+from fpforensics.errors import IncompatibleError, InputError, OutputError
+from fpforensics.io.store import check_writable
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path, kind: str) -> Path:
+    """Atomically write ``payload`` (tagged with ``kind`` and the tool version) to ``path``."""
+    path = check_writable(path)
+    payload = {**payload, "fpt_kind": kind, "tool_version": __version__}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"{path}: could not write ({exc.strerror or exc})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely; refuse files that are not fpforensics checkpoints of ``kind``."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such checkpoint file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt / unsafe files
+        msg = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
+        raise InputError(f"{path}: not a loadable fpforensics checkpoint (refused or corrupt: {msg})") from None
+    if not isinstance(payload, dict) or "fpt_kind" not in payload:
+        raise IncompatibleError(f"{path}: not an fpforensics checkpoint (no fpt_kind tag)")
+    if kind is not None and payload["fpt_kind"] != kind:
+        raise IncompatibleError(f"{path}: is a '{payload['fpt_kind']}' checkpoint, expected '{kind}'")
+    return payload
+
+
+def state_dict_digest(state_dict: dict[str, torch.Tensor], length: int = 12) -> str:
+    """Short content hash of a set of weights: the identity of a trained network."""
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key]
+        h.update(key.encode())
+        if isinstance(t, torch.Tensor):
+            h.update(t.detach().cpu().contiguous().float().numpy().tobytes())
+    return h.hexdigest()[:length]

@@ -1,0 +1,1 @@
+"""The `fpt` command line: a thin Typer layer over the library."""

@@ -1,0 +1,58 @@
+"""The `fpt` application: global options and the list of commands.
+
+Each command lives in its own module of this package and imports its heavy dependencies
+inside the function body, so `fpt --help` does not import torch.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from fpforensics import __version__
+from fpforensics.cli import artifact, attribution, common, evaluate, ffd, synthesize, train
+
+app = typer.Typer(
+    name="fpt",
+    cls=common.FptGroup,
+    help="fpforensics: tell which generative model made an image, including models never seen in training.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fpt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N (auto: CUDA when present)."),
+    verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More detail (tracebacks on internal errors)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only results and errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    common.reset_state()
+    common.STATE.device, common.STATE.verbose, common.STATE.quiet = device, verbose, quiet
+
+
+app.command("synthesize")(synthesize.synthesize)
+app.add_typer(train.train_app, name="train")
+app.command("embed")(attribution.embed)
+app.add_typer(attribution.gallery_app, name="gallery")
+app.command("identify")(attribution.identify)
+app.command("verify")(attribution.verify)
+app.command("ffd")(ffd.ffd)
+app.command("artifact")(artifact.artifact)
+app.command("eval")(evaluate.evaluate)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

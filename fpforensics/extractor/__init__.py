@@ -1,0 +1,1 @@
+"""Fingerprint extractors: the interface, the training-free baselines, trained networks."""

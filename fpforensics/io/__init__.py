@@ -1,0 +1,1 @@
+"""Input and output: images and HDF5 stores."""

@@ -1,0 +1,135 @@
+"""The one place for how fpforensics reads and writes HDF5 files.
+
+Every file written by the tool carries root attributes ``fpt_format`` (what it is: ``pool``,
+``gallery``, ``embeddings``, ``artifacts``, ...), ``fpt_format_version`` and ``tool_version``.
+Writers never modify a user's file in place: they write a temporary file beside it and
+atomically rename it over the original (``os.replace``), so an interrupted write leaves the old
+file intact. Writers that read-modify-write also hold an advisory lock so two processes queue
+instead of losing each other's update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+
+from fpforensics import __version__
+from fpforensics.errors import IncompatibleError, InputError, OutputError
+
+
+def check_writable(path: str | Path) -> Path:
+    """Fail early, before any work, when ``path`` cannot be written."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, expected a file path")
+    if not parent.exists():
+        raise OutputError(f"{path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{path}: folder {parent} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"{path}: file is not writable")
+    return path
+
+
+def open_h5(path: str | Path, kind: str | None = None) -> h5py.File:
+    """Open an fpforensics HDF5 file for reading, with a clear error for anything wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected an HDF5 file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable HDF5 file (corrupt or truncated?) [{exc.__class__.__name__}]") from None
+    if kind is not None:
+        try:
+            require_kind(f, kind, path)
+        except Exception:
+            f.close()
+            raise
+    return f
+
+
+def require_kind(f: h5py.File, kind: str, path: str | Path = "") -> None:
+    found = f.attrs.get("fpt_format")
+    if found is None:
+        raise IncompatibleError(f"{path}: HDF5 file was not written by fpforensics (no fpt_format attribute)")
+    if isinstance(found, bytes):
+        found = found.decode()
+    if found != kind:
+        raise IncompatibleError(f"{path}: is an fpforensics '{found}' file, expected '{kind}'")
+
+
+def stamp(f: h5py.File, kind: str, format_version: int = 1) -> None:
+    """Mark a file as written by this tool."""
+    f.attrs["fpt_format"] = kind
+    f.attrs["fpt_format_version"] = format_version
+    f.attrs["tool_version"] = __version__
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path, timeout: float | None = None) -> Iterator[None]:
+    """Advisory exclusive lock on ``<path>.lock``: concurrent writers wait their turn."""
+    lock_path = Path(str(path) + ".lock")
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | Path, kind: str, copy_existing: bool = True, format_version: int = 1) -> Iterator[h5py.File]:
+    """Write ``path`` atomically: changes go to a temp copy, renamed over the original on success.
+
+    With ``copy_existing`` the temp file starts as a copy of the current file (checked first to
+    be a readable file of ``kind``), so callers can modify it; otherwise it starts empty.
+    """
+    path = check_writable(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if copy_existing and path.exists():
+            with open_h5(path, kind):
+                pass
+            shutil.copyfile(path, tmp)
+            f = h5py.File(tmp, "r+")
+        else:
+            f = h5py.File(tmp, "w")
+        try:
+            stamp(f, kind, format_version)
+            yield f
+            f.flush()
+        finally:
+            f.close()
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: could not write ({exc.strerror or exc})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_str(value: object) -> str:
+    """HDF5 strings come back as bytes or str depending on how they were written."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return str(value)
+
+
+STR_DTYPE = h5py.string_dtype("utf-8")
