@@ -1,0 +1,52 @@
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from fpforensics import __version__
+from fpforensics.cli.app import app
+
+runner = CliRunner()
+
+
+def test_help_lists_every_command():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("synthesize", "train", "embed", "gallery", "identify", "verify", "ffd", "artifact", "eval"):
+        assert cmd in res.output
+
+
+def test_version():
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and __version__ in res.output
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from fpforensics.cli.app import app; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_ffd_json_and_device_line(model_set_dir):
+    res = runner.invoke(app, ["--device", "cpu", "ffd", str(model_set_dir), str(model_set_dir), "-n", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["ffd"] < 1e-6 and data["models_a"] == 3 and data["images_per_model"] == 3
+    assert "device: cpu" in res.stderr
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path):
+    res = runner.invoke(app, ["ffd", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert res.exit_code == 2
+    assert "error:" in res.stderr and "Traceback" not in res.output + res.stderr
+
+
+def test_unknown_device_is_clear_error(model_set_dir):
+    res = runner.invoke(app, ["--device", "tpu", "ffd", str(model_set_dir), str(model_set_dir)])
+    assert res.exit_code == 2 and "unknown device" in res.stderr
+
+
+def test_quiet_hides_messages(model_set_dir):
+    res = runner.invoke(app, ["-q", "--device", "cpu", "ffd", str(model_set_dir), str(model_set_dir), "-n", "2"])
+    assert res.exit_code == 0 and "device:" not in res.stderr and "FFD" in res.stdout
