@@ -111,7 +111,9 @@ class FptGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except FptError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            from rich.markup import escape  # messages hold paths and identities like "spectral[median3x3]"
+
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]")

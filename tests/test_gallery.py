@@ -1,0 +1,262 @@
+"""The HDF5 gallery: round trip, enrollment semantics, compatibility, corruption, concurrency, CLI."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fpforensics.attribution import PAPER_THRESHOLD, Gallery, normalize
+from fpforensics.cli.app import app
+from fpforensics.errors import IncompatibleError, InputError
+from fpforensics.io.gallery import default_gallery_path, read_gallery_file
+
+runner = CliRunner()
+EXTRACTING = {"embed", "identify", "verify", "add"}
+
+
+def invoke(args: list[str]):
+    """Run fpt; commands that embed get ``-e spectral`` unless they name an extractor (stable if weights ship)."""
+    if EXTRACTING & set(args[:4]) and "-e" not in args and "--extractor" not in args:
+        args = [*args, "-e", "spectral"]
+    return runner.invoke(app, args)
+D = 16
+
+
+def _emb(seed: int, n: int, center: np.ndarray | None = None, spread: float = 0.2) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = center if center is not None else rng.standard_normal(D)
+    return normalize(c + spread * rng.standard_normal((n, D)))
+
+
+def _paths(name: str, n: int) -> list[str]:
+    return [f"/data/{name}/img{i}.png" for i in range(n)]
+
+
+def test_round_trip_and_fingerprint(tmp_path):
+    path = tmp_path / "g.h5"
+    g = Gallery.open(path, create=True)
+    a, b = _emb(1, 4), _emb(2, 3)
+    g.enroll("sdxl", a, _paths("sdxl", 4), "ext-A", grid=3, extractor_spec="spectral")
+    g.enroll("midjourney/v5", b, _paths("mj", 3), "ext-A")  # '/' in a name is fine (flat layout)
+
+    again = Gallery.open(path)
+    names, fp = again.fingerprints()
+    assert names == ["sdxl", "midjourney/v5"]
+    np.testing.assert_allclose(fp[0], normalize(a.mean(axis=0)), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(fp, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(again.embeddings("midjourney/v5"), b, atol=1e-6)
+    m = again.model("sdxl")
+    assert m.n_images == 4 and m.paths == _paths("sdxl", 4) and m.extractor == "ext-A" and m.grid == 3
+    assert m.created.endswith("+00:00") and m.tool_version
+    assert again.extractor == "ext-A" and again.dim == D and again.extractor_spec == "spectral"
+    assert again.threshold == pytest.approx(g.threshold) and again.calibration.source == "calibrated"
+    with h5py.File(path, "r") as f:
+        assert f.attrs["fpt_format"] == "gallery" and int(f.attrs["fpt_format_version"]) == 1
+        assert f["models/fingerprint"].shape == (2, D) and f["images/embedding"].shape == (7, D)
+
+
+def test_append_replace_remove(tmp_path):
+    g = Gallery.open(tmp_path / "g.h5", create=True)
+    g.enroll("a", _emb(1, 3), _paths("a", 3), "X")
+    g.enroll("b", _emb(2, 2), _paths("b", 2), "X")
+    g.enroll("a", _emb(3, 2), ["/new/1.png", "/new/2.png"], "X")
+    assert g.model("a").n_images == 5
+    np.testing.assert_allclose(g.fingerprints()[1][0], normalize(g.embeddings("a").mean(axis=0)), atol=1e-6)
+    g.enroll("a", _emb(4, 2), ["/r/1.png", "/r/2.png"], "X", replace=True)
+    assert Gallery.open(g.path).model("a").paths == ["/r/1.png", "/r/2.png"]
+    removed = g.remove("a")
+    assert removed.n_images == 2
+    reread = Gallery.open(g.path)
+    assert reread.names() == ["b"] and reread.model("b").n_images == 2
+    assert reread.calibration.source == "single-model"
+    with pytest.raises(InputError, match="no model named 'bb'.*did you mean 'b'"):
+        reread.remove("bb")
+
+
+def test_threshold_sources_and_manual_override(tmp_path):
+    g = Gallery.open(tmp_path / "g.h5", create=True)
+    g.enroll("one", _emb(1, 1), _paths("one", 1), "X")
+    assert g.calibration.source == "default" and g.threshold == PAPER_THRESHOLD
+    g.enroll("two", _emb(2, 1), _paths("two", 1), "X")
+    assert g.calibration.source == "default"  # no model has 2 images: nothing to measure
+    g.enroll("one", _emb(3, 3), _paths("one3", 3), "X")
+    assert g.calibration.source == "calibrated"
+    cal = g.calibrate(0.5)
+    assert cal.source == "manual" and cal.threshold == 0.5
+    g.enroll("three", _emb(4, 3), _paths("three", 3), "X")
+    assert Gallery.open(g.path).threshold == 0.5  # a hand-set threshold survives enrollment
+    assert g.calibrate().source == "calibrated"
+    with pytest.raises(InputError, match="not a cosine"):
+        g.calibrate(1.5)
+
+
+def test_extractor_and_dim_mismatch_refused(tmp_path):
+    g = Gallery.open(tmp_path / "g.h5", create=True)
+    g.enroll("a", _emb(1, 2), _paths("a", 2), "spectral[median3x3]", extractor_spec="spectral")
+    before = (tmp_path / "g.h5").read_bytes()
+    with pytest.raises(IncompatibleError, match=r"spectral\[median3x3\].*pixels32.*--extractor spectral"):
+        g.enroll("b", _emb(2, 2), _paths("b", 2), "pixels32")
+    with pytest.raises(IncompatibleError, match="16-d.*8-d"):
+        g.enroll("b", normalize(np.ones((2, 8))), _paths("b", 2), "spectral[median3x3]")
+    assert (tmp_path / "g.h5").read_bytes() == before
+    g.remove("a")  # an empty gallery takes the extractor of its next model
+    g.enroll("b", _emb(2, 2), _paths("b", 2), "pixels32")
+    assert Gallery.open(g.path).extractor == "pixels32"
+
+
+@pytest.mark.parametrize("content", ["garbage", "truncated", "foreign"])
+def test_corrupt_gallery_clear_error_and_untouched(tmp_path, content):
+    path = tmp_path / "g.h5"
+    if content == "garbage":
+        path.write_bytes(b"this is not HDF5 at all" * 10)
+    elif content == "truncated":
+        Gallery.open(path, create=True).enroll("a", _emb(1, 3), _paths("a", 3), "X")
+        path.write_bytes(path.read_bytes()[:1500])
+    else:
+        with h5py.File(path, "w") as f:
+            f["x"] = np.arange(3)
+    before = path.read_bytes()
+    with pytest.raises((InputError, IncompatibleError)) as exc:
+        Gallery.open(path)
+    assert str(path) in str(exc.value)
+    with pytest.raises((InputError, IncompatibleError)):
+        Gallery(path).enroll("b", _emb(2, 2), _paths("b", 2), "X")
+    res = invoke(["gallery", "list", "--gallery", str(path)])
+    assert res.exit_code == 2 and "error:" in res.stderr and "Traceback" not in res.output
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob(".g.h5.*.tmp"))  # no temp file left behind
+
+
+def _enroll_many(path: str, prefix: str, n: int, barrier) -> None:
+    barrier.wait()
+    for i in range(n):
+        Gallery(path).enroll(f"{prefix}{i}", _emb(hash((prefix, i)) % 1000, 3), _paths(prefix, 3), "X")
+
+
+def test_concurrent_adds_from_two_processes_all_land(tmp_path):
+    path = tmp_path / "g.h5"
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_enroll_many, args=(str(path), p, 6, barrier)) for p in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    g = read_gallery_file(path)
+    assert sorted(g.names) == sorted([f"a{i}" for i in range(6)] + [f"b{i}" for i in range(6)])
+    assert len(g.image_paths) == 36
+    assert not list(tmp_path.glob(".g.h5.*.tmp"))
+
+
+def test_default_gallery_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("FPT_GALLERY", str(tmp_path / "x.h5"))
+    assert default_gallery_path() == tmp_path / "x.h5"
+    monkeypatch.delenv("FPT_GALLERY")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_gallery_path() == tmp_path / "data" / "fpforensics" / "gallery.h5"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert default_gallery_path() == Path.home() / ".local" / "share" / "fpforensics" / "gallery.h5"
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture(scope="module")
+def pattern_dirs(tmp_path_factory) -> Path:
+    """Folders of 128x128 'generated' images: noise plus a model-specific periodic grating."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("patterns")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    for period in (3, 4, 6, 5):
+        d = root / f"p{period}"
+        d.mkdir()
+        grating = 0.05 * (np.cos(2 * np.pi * xx / period) + np.cos(2 * np.pi * yy / period))
+        for i in range(4):
+            img = 0.5 + 0.06 * rng.standard_normal((128, 128, 3)) + grating[..., None]
+            Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(d / f"img{i}.png")
+    return root
+
+
+def test_cli_gallery_add_list_show_remove_calibrate(pattern_dirs, tmp_path, monkeypatch):
+    gal = tmp_path / "sub" / "gallery.h5"
+    monkeypatch.setenv("FPT_GALLERY", str(gal))  # the env var picks the file when --gallery is absent
+    (tmp_path / "sub").mkdir()
+    res = invoke(["--device", "cpu", "gallery", "add", "p3", str(pattern_dirs / "p3"), "--shots", "3"])
+    assert res.exit_code == 0, res.output
+    assert "enrolled 'p3': 3 of 4 image(s)" in res.stdout and gal.exists()
+    res = invoke(["gallery", "add", "p4", str(pattern_dirs / "p4"), "--gallery", str(gal), "--json"])
+    data = json.loads(res.stdout)
+    assert data["enrolled"] == 4 and data["models"] == 2 and data["threshold_source"] == "calibrated"
+
+    res = invoke(["gallery", "list"])
+    assert res.exit_code == 0 and "p3" in res.stdout and "p4" in res.stdout and "threshold" in res.stdout
+    data = json.loads(invoke(["gallery", "list", "--json"]).stdout)
+    assert [m["name"] for m in data["models"]] == ["p3", "p4"] and data["models"][0]["images"] == 3
+    assert data["extractor"].startswith("spectral")
+
+    res = invoke(["gallery", "show", "p3", "--json"])
+    shown = json.loads(res.stdout)
+    assert shown["images"] == 3 and all(p.endswith(".png") for p in shown["paths"])
+    res = invoke(["gallery", "show", "p9"])
+    assert res.exit_code == 2 and "no model named 'p9'" in res.stderr
+
+    res = invoke(["gallery", "calibrate", "--set", "0.6"])
+    assert res.exit_code == 0 and "0.6000 (manual)" in res.stdout
+    res = invoke(["gallery", "calibrate", "--json"])
+    assert json.loads(res.stdout)["source"] == "calibrated"
+
+    res = invoke(["gallery", "add", "p3", str(pattern_dirs / "p3"), "--replace", "--shots", "0"])
+    assert res.exit_code == 0 and "model now has 4 image(s)" in res.stdout
+    res = invoke(["gallery", "remove", "p3"])
+    assert res.exit_code == 0 and "1 model(s) left" in res.stdout
+    assert Gallery.open(gal).names() == ["p4"]
+
+
+def test_cli_gallery_add_other_extractor_refused_untouched(pattern_dirs, tmp_path):
+    gal = tmp_path / "g.h5"
+    assert invoke(["gallery", "add", "p3", str(pattern_dirs / "p3"), "-g", str(gal)]).exit_code == 0
+    before = gal.read_bytes()
+    res = invoke(["gallery", "add", "p4", str(pattern_dirs / "p4"), "-g", str(gal), "-e", "pixels"])
+    assert res.exit_code == 2 and "'pixels32'" in res.stderr and "spectral[" in res.stderr  # both named, verbatim
+    assert gal.read_bytes() == before
+
+
+def test_cli_gallery_list_missing_and_bad_single_file(pattern_dirs, tmp_path):
+    res = invoke(["gallery", "list", "-g", str(tmp_path / "none.h5")])
+    assert res.exit_code == 0 and "no models enrolled" in res.stdout
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    res = invoke(["gallery", "add", "x", str(bad), "-g", str(tmp_path / "g.h5")])
+    assert res.exit_code == 2 and "bad.png" in res.stderr and not (tmp_path / "g.h5").exists()
+
+
+def test_cli_two_gallery_add_processes_at_once(pattern_dirs, tmp_path):
+    """Two real `fpt gallery add` processes on one gallery: both models land, file stays valid."""
+    import subprocess
+    import sys
+
+    gal = tmp_path / "g.h5"
+    cmds = [[sys.executable, "-m", "fpforensics.cli.app", "-q", "--device", "cpu", "gallery", "add", name,
+             str(pattern_dirs / name), "-g", str(gal), "--grid", "1", "-e", "spectral"] for name in ("p3", "p4", "p6")]
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    g = Gallery.open(gal)
+    assert sorted(g.names()) == ["p3", "p4", "p6"] and all(m.n_images == 4 for m in g.models())
+
+
+def test_cli_default_gallery_in_xdg_data_home(pattern_dirs, tmp_path, monkeypatch):
+    monkeypatch.delenv("FPT_GALLERY", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    res = invoke(["gallery", "add", "p3", str(pattern_dirs / "p3"), "--grid", "1"])
+    assert res.exit_code == 0, res.output
+    assert Gallery.open(tmp_path / "xdg" / "fpforensics" / "gallery.h5").names() == ["p3"]
