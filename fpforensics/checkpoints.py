@@ -17,7 +17,7 @@ import torch
 
 from fpforensics import __version__
 from fpforensics.errors import IncompatibleError, InputError, OutputError
-from fpforensics.io.store import check_writable
+from fpforensics.io.store import _default_mode, check_writable
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path, kind: str) -> Path:
@@ -26,6 +26,7 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path, kind: str) -> Pat
     payload = {**payload, "fpt_kind": kind, "tool_version": __version__}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, _default_mode())
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)

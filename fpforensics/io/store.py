@@ -24,6 +24,13 @@ from fpforensics import __version__
 from fpforensics.errors import IncompatibleError, InputError, OutputError
 
 
+def _default_mode() -> int:
+    """Permissions a plain ``open()`` would give (mkstemp makes files owner-only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def check_writable(path: str | Path) -> Path:
     """Fail early, before any work, when ``path`` cannot be written."""
     path = Path(path)
@@ -100,6 +107,7 @@ def atomic_h5(path: str | Path, kind: str, copy_existing: bool = True, format_ve
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, _default_mode())
     try:
         if copy_existing and path.exists():
             with open_h5(path, kind):
