@@ -1,0 +1,555 @@
+"""Training the fingerprint extractor on synthetic models (METHOD 1.3, ``fpt train extractor``).
+
+One step:
+
+1. a :class:`PKSampler` draws P training models x K real-image indices;
+2. a random 128x128 crop of each real image (photos decoded once, kept in memory as uint8);
+3. ``pool.apply`` passes each crop through its synthetic model, batched over models;
+4. optional augmentation (random resized crop, JPEG) *after* the synthetic model, as an image
+   shared on social media would be;
+5. residual (``--denoiser``) -> log-magnitude spectrum -> ResNet -> embedding + classifier;
+6. loss = cross-entropy over training models + batch-hard triplet (margin 0.3) on the embedding.
+
+Zero-shot validation: whole architectures and the last seeds of the others are held out of
+training; every epoch, each held-out model turns the same fixed crops of held-out real photos
+into images, a 10-shot gallery (mean of 10 embeddings per model) is built and the remaining
+images are identified against it. Because every held-out model sees the same crops, content
+cannot help: only the model's fingerprint can. Accuracy is reported overall, for unseen
+architectures and for unseen seeds of seen architectures.
+
+Every epoch the output checkpoint is rewritten (atomically) with the optimizer and scheduler
+state; ``resume=True`` continues from it, with the same random draws as an uninterrupted run
+(every random stream is re-seeded from (seed, epoch, rank)). The final file drops the
+optimizer state and the classifier head, optionally stores fp16 weights.
+
+Multi-GPU / multi-node: launched by ``torchrun`` (``WORLD_SIZE`` > 1), each process trains on
+its own P x K batch under DistributedDataParallel; rank 0 validates, logs and saves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fpforensics.checkpoints import load_checkpoint, save_checkpoint
+from fpforensics.defaults import DEFAULTS
+from fpforensics.errors import IncompatibleError, InputError
+from fpforensics.extractor.augment import AugmentConfig, Augmenter
+from fpforensics.extractor.base import l2_normalize
+from fpforensics.extractor.denoiser_training import load_photos, refuse_existing
+from fpforensics.extractor.losses import batch_hard_triplet
+from fpforensics.extractor.network import BACKBONES, INPUT_TRANSFORM, FingerprintNet, load_backbone_init
+from fpforensics.extractor.sampler import PKSampler
+from fpforensics.extractor.trained import TrainedExtractor, identity_of_state, residual_to_payload
+from fpforensics.spectral import ResidualExtractor, build_residual, log_magnitude_spectrum
+
+CROP = int(DEFAULTS["crop_size"])
+
+
+@dataclass
+class ExtractorConfig:
+    """Everything that defines an extractor training run; stored in the checkpoint."""
+
+    backbone: str = "resnet50"
+    embedding_dim: int = 512  # 0 = the pooled backbone feature
+    epochs: int = int(DEFAULTS["epochs"])
+    steps_per_epoch: int = 0  # 0 = one pass over the training models (ceil(models / p))
+    p: int = 50  # models per batch
+    k: int = 4  # images per model: p * k = 200 = the paper's batch
+    lr: float = float(DEFAULTS["lr"])
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.05
+    margin: float = float(DEFAULTS["triplet_margin"])
+    triplet_weight: float = 1.0
+    augment: bool = True
+    jpeg_p: float = 0.5
+    crop_p: float = 0.5
+    holdout_archs: str = "4"  # a count, or an --arch-grid expression
+    holdout_seeds: int = 1  # the last N seeds of the other architectures
+    max_train_models: int = 0  # 0 = all
+    max_val_models: int = 100  # 0 = all
+    val_shots: int = int(DEFAULTS["shots"])
+    val_queries: int = 20
+    val_real_fraction: float = 0.2
+    residual: str = "default"
+    seed: int = 0
+    half_weights: bool = False
+
+    def validate(self) -> None:
+        checks = [
+            (self.backbone in BACKBONES, f"--backbone must be one of {', '.join(BACKBONES)}"),
+            (self.embedding_dim >= 0, "--embedding-dim must be >= 0"),
+            (self.epochs >= 1, "--epochs must be >= 1"),
+            (self.steps_per_epoch >= 0, "--steps-per-epoch must be >= 0"),
+            (self.p >= 2, "--p must be at least 2"),
+            (self.k >= 2, "--k must be at least 2"),
+            (self.lr > 0, "--lr must be > 0"),
+            (0 <= self.warmup_fraction < 1, "warm-up fraction must be in [0, 1)"),
+            (self.margin >= 0, "--margin must be >= 0"),
+            (0 <= self.jpeg_p <= 1 and 0 <= self.crop_p <= 1, "augmentation probabilities must be in [0, 1]"),
+            (self.holdout_seeds >= 0, "--holdout-seeds must be >= 0"),
+            (self.val_shots >= 1 and self.val_queries >= 1, "--val-shots and --val-queries must be >= 1"),
+            (0 < self.val_real_fraction < 1, "--val-real-fraction must be in (0, 1)"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise InputError(msg)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # ~1 minute on one CPU core: small backbone, few models, few steps; for tests and examples.
+    "tiny": {"backbone": "resnet18", "embedding_dim": 64, "epochs": 2, "steps_per_epoch": 3, "p": 4, "k": 3,
+             "lr": 1e-3, "warmup_fraction": 0.2, "holdout_archs": "1", "max_train_models": 12, "max_val_models": 6,
+             "val_queries": 5, "residual": "median"},
+}
+
+# Settings a resumed run must share with the run it continues.
+_RESUME_KEYS = ("backbone", "embedding_dim", "epochs", "steps_per_epoch", "p", "k", "lr", "weight_decay",
+                "warmup_fraction", "holdout_archs", "holdout_seeds", "max_train_models", "max_val_models", "seed",
+                "residual", "augment")
+
+
+def make_config(preset: str = "paper", **overrides: Any) -> ExtractorConfig:
+    """Preset values, then every override that is not None."""
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset '{preset}': use one of {', '.join(PRESETS)}")
+    names = {f.name for f in fields(ExtractorConfig)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise InputError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    cfg = ExtractorConfig(**values)
+    cfg.validate()
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+class RealCrops:
+    """Real photos in memory (uint8); random or fixed 128x128 crops as float batches."""
+
+    def __init__(self, photos: list[torch.Tensor]) -> None:
+        if not photos:
+            raise InputError("no readable real photos")
+        self.photos = photos
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def crops(self, indices: Sequence[int], gen: torch.Generator) -> torch.Tensor:
+        out = torch.empty(len(indices), 3, CROP, CROP)
+        for j, i in enumerate(indices):
+            img = self.photos[int(i)]
+            h, w = img.shape[-2:]
+            top = int(torch.randint(h - CROP + 1, (1,), generator=gen))
+            left = int(torch.randint(w - CROP + 1, (1,), generator=gen))
+            out[j] = img[:, top:top + CROP, left:left + CROP].float().div_(255)
+        return out
+
+
+@dataclass
+class ModelSplit:
+    """Pool indices used for training (label = position) and held out for zero-shot validation."""
+
+    train: list[int]
+    val: list[int]
+    val_group: list[str]  # per val model: "arch" (unseen architecture) or "seed" (unseen seed)
+    holdout_archs: list[str] = field(default_factory=list)
+    holdout_seeds: list[int] = field(default_factory=list)
+
+
+def split_models(entries: Sequence[Any], cfg: ExtractorConfig, warn: Callable[[str], None] | None = None) -> ModelSplit:
+    """Hold out whole architectures and the last seeds of the others; see the module docstring."""
+    from fpforensics.synthesis.architectures import parse_grid
+
+    archs = sorted({e.arch for e in entries}, key=lambda a: a.index)
+    gen = torch.Generator().manual_seed(cfg.seed + 17)
+    expr = str(cfg.holdout_archs).strip()
+    if expr.isdigit():
+        n = int(expr)
+        if n >= len(archs) and n > 0:
+            raise InputError(f"--holdout-archs {n} leaves no training architecture (the pool has {len(archs)})")
+        held_archs = {archs[i] for i in torch.randperm(len(archs), generator=gen)[:n].tolist()}
+    else:
+        held_archs = set(parse_grid(expr)) & set(archs)
+        if not held_archs:
+            raise InputError(f"--holdout-archs '{expr}' matches no architecture of the pool")
+        if held_archs == set(archs):
+            raise InputError(f"--holdout-archs '{expr}' holds out every architecture of the pool")
+    seeds = sorted({int(e.seed) for e in entries if e.arch not in held_archs})
+    n_seeds = cfg.holdout_seeds
+    if n_seeds >= len(seeds) and n_seeds > 0:
+        if warn:
+            warn(f"the pool has {len(seeds)} seed(s) per architecture: none held out (--holdout-seeds {n_seeds})")
+        n_seeds = 0
+    held_seeds = set(seeds[len(seeds) - n_seeds:]) if n_seeds else set()
+    train, val, group = [], [], []
+    for i, e in enumerate(entries):
+        if e.arch in held_archs:
+            val.append(i)
+            group.append("arch")
+        elif int(e.seed) in held_seeds:
+            val.append(i)
+            group.append("seed")
+        else:
+            train.append(i)
+    if cfg.max_train_models and len(train) > cfg.max_train_models:
+        keep = sorted(torch.randperm(len(train), generator=gen)[: cfg.max_train_models].tolist())
+        train = [train[i] for i in keep]
+    if cfg.max_val_models and len(val) > cfg.max_val_models:
+        keep = sorted(torch.randperm(len(val), generator=gen)[: cfg.max_val_models].tolist())
+        val, group = [val[i] for i in keep], [group[i] for i in keep]
+    if len(train) < 2:
+        raise InputError(f"only {len(train)} training model(s) left after holding out models for validation; "
+                         "use a bigger pool or hold out fewer (--holdout-archs/--holdout-seeds)")
+    if len(val) < 2:
+        raise InputError(f"{len(val)} held-out model(s): zero-shot validation needs at least 2 "
+                         "(use --holdout-archs/--holdout-seeds)")
+    return ModelSplit(train, val, group, sorted(a.code for a in held_archs), sorted(held_seeds))
+
+
+def open_pool(path: Any):
+    """A :class:`~fpforensics.synthesis.pool.SyntheticPool` from a path (an open pool-like object passes through)."""
+    if hasattr(path, "apply") and hasattr(path, "entries"):
+        return path
+    from fpforensics.synthesis.pool import SyntheticPool
+
+    return SyntheticPool.open(path)
+
+
+# ------------------------------------------------------------------------------------ the step
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+class StepTimer:
+    """Wall time per stage (synthetic models, augmentation, residual+spectrum, backbone fwd/bwd)."""
+
+    def __init__(self, device: torch.device, enabled: bool = False) -> None:
+        self.device, self.enabled = device, enabled
+        self.seconds: dict[str, float] = {}
+        self._t = 0.0
+
+    def start(self) -> None:
+        if self.enabled:
+            self._sync()
+            self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.enabled:
+            self._sync()
+            now = time.perf_counter()
+            self.seconds[name] = self.seconds.get(name, 0.0) + now - self._t
+            self._t = now
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def fingerprinted_spectra(pool, pool_ids: torch.Tensor, crops: torch.Tensor, residual: ResidualExtractor,
+                          device: torch.device, augmenter: Augmenter | None = None,
+                          timer: StepTimer | None = None) -> torch.Tensor:
+    """Real crops -> synthetic models -> (augmentation) -> residual -> log-magnitude spectrum."""
+    timer = timer or StepTimer(device)
+    with torch.no_grad():
+        x = pool.apply(pool_ids, crops.to(device), device)
+        timer.lap("synthetic")
+        if augmenter is not None:
+            x = augmenter(x)
+            timer.lap("augment")
+        spec = log_magnitude_spectrum(residual(x.to(device)))
+        timer.lap("residual")
+    return spec
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, spec: torch.Tensor, labels: torch.Tensor,
+               cfg: ExtractorConfig, device: torch.device, timer: StepTimer | None = None) -> dict[str, float]:
+    """One optimisation step on spectra; returns the numbers that are logged."""
+    if device.type == "cuda":
+        spec = spec.contiguous(memory_format=torch.channels_last)
+    with _autocast(device):
+        emb, logits = model(spec)
+    ce = F.cross_entropy(logits.float(), labels)
+    trip = batch_hard_triplet(emb.float(), labels, cfg.margin)
+    loss = ce + cfg.triplet_weight * trip.loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if timer is not None:
+        timer.lap("backbone")
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise InputError(f"training diverged (loss {value}); try a smaller --lr")
+    return {"loss": value, "ce": float(ce.detach()), "triplet": float(trip.loss.detach()),
+            "valid_triplets": trip.valid_fraction, "active_triplets": trip.active_fraction,
+            "train_acc": float((logits.argmax(1) == labels).float().mean())}
+
+
+# ------------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def zero_shot_validation(net: FingerprintNet, residual: ResidualExtractor, pool, split: ModelSplit,
+                         val_crops: torch.Tensor, shots: int, device: torch.device,
+                         batch_size: int = 64) -> dict[str, float]:
+    """10-shot identification among held-out models (the honest generalization signal)."""
+    was_training = net.training
+    net.eval()
+    ext = TrainedExtractor(net, residual, identity="validation")
+    n_crops = val_crops.shape[0]
+    embs = []
+    for pid in split.val:
+        rows = []
+        for start in range(0, n_crops, batch_size):
+            chunk = val_crops[start:start + batch_size]
+            ids = torch.full((chunk.shape[0],), pid, dtype=torch.long)
+            x = pool.apply(ids, chunk.to(device), device)
+            with _autocast(device):
+                rows.append(ext.embed_crops(x).float().cpu())
+        embs.append(l2_normalize(torch.cat(rows)))
+    net.train(was_training)
+    emb = torch.stack(embs)  # (M, n_crops, D)
+    gallery = l2_normalize(emb[:, :shots].mean(dim=1))  # (M, D)
+    queries = emb[:, shots:]  # (M, Q, D)
+    pred = (queries @ gallery.t()).argmax(dim=-1)  # (M, Q)
+    truth = torch.arange(len(split.val))[:, None]
+    hit = (pred == truth).float()
+    result = {"val_acc": float(hit.mean()), "val_models": len(split.val), "val_chance": 1.0 / len(split.val)}
+    for name in ("arch", "seed"):
+        rows = [i for i, g in enumerate(split.val_group) if g == name]
+        result[f"val_acc_unseen_{name}"] = float(hit[rows].mean()) if rows else None
+    return result
+
+
+# ------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainCallbacks:
+    on_start: Callable[[int, int], None] | None = None  # (total_steps, done_steps)
+    on_step: Callable[[int, dict[str, float]], None] | None = None
+    on_epoch: Callable[[dict[str, Any]], None] | None = None
+    on_skip: Callable[[Path, str], None] | None = None
+    warn: Callable[[str], None] | None = None
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    epochs: int
+    identity: str
+    history: list[dict[str, Any]]
+    log_path: Path | None
+
+    def to_dict(self) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
+        first = self.history[0] if self.history and self.history[0].get("epoch") == 0 else {}
+        return {"path": str(self.path), "epochs": self.epochs, "identity": self.identity,
+                "log": str(self.log_path) if self.log_path else None, "val_acc_untrained": first.get("val_acc"),
+                **{k: last.get(k) for k in ("loss", "val_acc", "val_acc_unseen_arch", "val_acc_unseen_seed",
+                                             "val_chance", "valid_triplets", "images_per_s")}}
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def checkpoint_payload(net: FingerprintNet, residual: ResidualExtractor, cfg: ExtractorConfig, pool, split: ModelSplit,
+                       epoch: int, history: list[dict[str, Any]], complete: bool,
+                       train_state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything needed to rebuild the extractor (and, with ``train_state``, to resume training)."""
+    if complete:
+        state = net.inference_state_dict()
+        if cfg.half_weights:
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    else:
+        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    payload: dict[str, Any] = {
+        "state_dict": state, "backbone": cfg.backbone, "embedding_dim": net.embedding_dim,
+        "projection": cfg.embedding_dim > 0, "input_transform": INPUT_TRANSFORM, "crop_size": CROP,
+        "residual": residual_to_payload(residual), "pool_fingerprint": str(pool.fingerprint),
+        "train_model_ids": list(split.train), "heldout_model_ids": list(split.val),
+        "heldout_groups": list(split.val_group), "heldout_archs": list(split.holdout_archs),
+        "heldout_seeds": list(split.holdout_seeds), "config": asdict(cfg), "epoch": epoch, "complete": complete,
+        "history": history, "identity": identity_of_state(cfg.backbone, state, residual.identity),
+    }
+    if train_state:
+        payload.update(train_state)
+    return payload
+
+
+def train_extractor(
+    pool_path: Any,
+    real_paths: Sequence[Path],
+    out: str | Path,
+    cfg: ExtractorConfig | None = None,
+    device: torch.device | str = "cpu",
+    resume: bool = False,
+    overwrite: bool = False,
+    init: str | Path | None = None,
+    log_path: str | Path | None = None,
+    callbacks: TrainCallbacks | None = None,
+) -> TrainResult:
+    """Train an extractor and write it to ``out`` (kind ``extractor``); see the module docstring."""
+    cfg = cfg or ExtractorConfig()
+    cfg.validate()
+    cb = callbacks or TrainCallbacks()
+    out = Path(out)
+    rank, world, local_rank = _dist_info()
+    device = torch.device(device)
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    main = rank == 0
+    if main:
+        refuse_existing(out, resume, overwrite)
+    log_path = Path(log_path) if log_path else out.with_suffix(".jsonl")
+
+    pool = open_pool(pool_path)
+    split = split_models(pool.entries, cfg, warn=cb.warn if main else None)
+    photos = load_photos(real_paths, CROP, on_skip=cb.on_skip if main else None)
+    if len(photos) < 2:
+        raise InputError(f"need at least 2 readable real photos (some are held out for validation), got {len(photos)}")
+    order = torch.randperm(len(photos), generator=torch.Generator().manual_seed(cfg.seed + 3)).tolist()
+    n_val = min(len(photos) - 1, max(1, round(len(photos) * cfg.val_real_fraction)))
+    train_real = RealCrops([photos[i] for i in order[n_val:]])
+    val_real = RealCrops([photos[i] for i in order[:n_val]])
+    vgen = torch.Generator().manual_seed(cfg.seed + 5)
+    n_val_crops = cfg.val_shots + cfg.val_queries
+    val_crops = val_real.crops(torch.randint(len(val_real), (n_val_crops,), generator=vgen).tolist(), vgen)
+
+    residual = build_residual(cfg.residual).to(device).eval()
+    torch.manual_seed(cfg.seed)
+    net = FingerprintNet(cfg.backbone, cfg.embedding_dim, num_classes=len(split.train))
+    if init is not None:
+        load_backbone_init(net, init)
+    net = net.to(device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    p_eff = min(cfg.p, len(split.train))
+    steps_per_epoch = cfg.steps_per_epoch or math.ceil(len(split.train) / p_eff)
+    total = steps_per_epoch * cfg.epochs
+    warmup = max(1, round(cfg.warmup_fraction * total)) if cfg.warmup_fraction > 0 else 0
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warmup))
+
+    start_epoch, history = 0, []
+    if resume and out.exists():
+        state = load_checkpoint(out, kind="extractor")
+        if state.get("pool_fingerprint") != str(pool.fingerprint):
+            raise IncompatibleError(f"{out}: was trained on another pool (fingerprint {state.get('pool_fingerprint')}, "
+                                    f"this pool {pool.fingerprint})")
+        if state.get("complete"):
+            raise InputError(f"{out}: training already complete ({state.get('epoch')} epochs); nothing to resume")
+        if "optimizer" not in state:
+            raise InputError(f"{out}: has no optimizer state, cannot resume")
+        saved = state.get("config", {})
+        for key in _RESUME_KEYS:
+            if key in saved and saved[key] != getattr(cfg, key):
+                raise IncompatibleError(f"{out}: was started with {key}={saved[key]!r}, now {getattr(cfg, key)!r}; "
+                                        "use the same settings to resume")
+        try:
+            net.load_state_dict(state["state_dict"])
+        except RuntimeError as exc:
+            raise IncompatibleError(f"{out}: weights do not fit ({str(exc).splitlines()[0][:120]})") from None
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, history = int(state["epoch"]), list(state.get("history", []))
+    if main and start_epoch == 0:
+        # Epoch 0: the untrained network's zero-shot accuracy, the baseline training must beat.
+        history = [{"epoch": 0, "step": 0, **zero_shot_validation(net, residual, pool, split, val_crops,
+                                                                   cfg.val_shots, device), "time": time.time()}]
+        if cb.on_epoch:
+            cb.on_epoch(history[0])
+    if main:  # the log always matches the checkpoint: epochs after the last checkpoint are re-run
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
+
+    model: nn.Module = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    augmenter = Augmenter(AugmentConfig(jpeg_p=cfg.jpeg_p, crop_p=cfg.crop_p)) if cfg.augment else None
+    pool_ids = torch.tensor(split.train, dtype=torch.long)
+    if main and cb.on_start:
+        cb.on_start(total, start_epoch * steps_per_epoch)
+
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        epoch_seed = (cfg.seed * 1_000_003 + epoch) * 1009 + rank
+        gen = torch.Generator().manual_seed(epoch_seed)
+        sampler = PKSampler(len(split.train), len(train_real), cfg.p, cfg.k, gen)
+        if augmenter is not None:
+            augmenter.reseed(epoch_seed)
+        net.train()
+        sums: dict[str, float] = {}
+        t0, n_images = time.perf_counter(), 0
+        for _ in range(steps_per_epoch):
+            labels, img_idx = sampler.next_batch()
+            crops = train_real.crops(img_idx.tolist(), gen)
+            spec = fingerprinted_spectra(pool, pool_ids[labels], crops, residual, device, augmenter)
+            stats = train_step(model, opt, spec, labels.to(device), cfg, device)
+            sched.step()
+            step += 1
+            n_images += len(labels)
+            stats["lr"] = opt.param_groups[0]["lr"]
+            stats["images_per_s"] = n_images * world / max(1e-9, time.perf_counter() - t0)
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if main and cb.on_step:
+                cb.on_step(step, stats)
+        record: dict[str, Any] = {"epoch": epoch, "step": step,
+                                  **{k: v / steps_per_epoch for k, v in sums.items() if k not in ("lr", "images_per_s")},
+                                  "lr": opt.param_groups[0]["lr"],
+                                  "images_per_s": n_images * world / max(1e-9, time.perf_counter() - t0)}
+        if main:
+            record.update(zero_shot_validation(net, residual, pool, split, val_crops, cfg.val_shots, device))
+            record["time"] = time.time()
+            history.append(record)
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+            last = epoch == cfg.epochs
+            train_state = None if last else {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+            save_checkpoint(checkpoint_payload(net, residual, cfg, pool, split, epoch, history, complete=last,
+                                               train_state=train_state), out, kind="extractor")
+            if cb.on_epoch:
+                cb.on_epoch(record)
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+    identity = str(load_checkpoint(out, kind="extractor")["identity"]) if main else ""
+    return TrainResult(out, cfg.epochs, identity, history, log_path if main else None)
