@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The README quickstart, end to end, on nothing but what the install brings (about a minute on CPU).
 set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
 rm -rf demo && mkdir demo
-python examples/demo_data.py photos demo/real
+python "$HERE/demo_data.py" photos demo/real
 fpt synthesize --arch-grid "K=1,L=1,A=relu,N=none,S=post" --seeds 1 --max-steps 40 --real demo/real --out demo/pool.h5
-python examples/demo_data.py render demo/pool.h5 demo/real demo/generated --per-model 16
+python "$HERE/demo_data.py" render demo/pool.h5 demo/real demo/generated --per-model 16
 for model in demo/generated/*/; do
   name=$(basename "$model")
   fpt gallery add "$name" "$model" --shots 10 --gallery demo/gallery.h5
