@@ -165,7 +165,7 @@ FIGURES = {"confusion_spectral.png", "confusion_pixels.png", "tsne_spectral.png"
 
 def test_eval_end_to_end(eval_dir, tmp_path):
     out = tmp_path / "report"
-    args = ["--device", "cpu", "eval", str(eval_dir), "--out", str(out), "--shots", "4", "--repeats", "2",
+    args = ["--device", "cpu", "eval", str(eval_dir), "-e", "spectral", "--out", str(out), "--shots", "4", "--repeats", "2",
             "--pairs", "200", "--perturb", "jpeg:90", "--perturb", "crop:1.0"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
