@@ -30,8 +30,12 @@ def evaluate(
     batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Crops per forward pass."),
     pool: Path = typer.Option(None, "--pool", help="Synthetic benchmark: pool file from `fpt synthesize`.",
                               show_default=False),
-    real: Path = typer.Option(None, "--real", help="With --pool: folder of real images fed to the held-out models.",
-                              show_default=False),
+    real: Path = typer.Option(None, "--real", help="With --pool: folder of real images fed to the held-out models. "
+                                                   "With --manifpt: the real images whose manifold defines the "
+                                                   "artifacts.", show_default=False),
+    manifpt: list[str] = typer.Option(None, "--manifpt", show_default=False,
+                                      help="Also score the ManiFPT attributor (artifact classifier) in this space, "
+                                           "rgb | freq (repeatable; needs --real; identification only)."),
     holdout: str = typer.Option(None, "--holdout", show_default=False,
                                 help="With --pool: held-out architectures (grid expression, e.g. U=deconv) or "
                                      "'checkpoint' (the held-out model ids stored in the first --extractor checkpoint)."),
@@ -53,8 +57,18 @@ def evaluate(
                             max_images_per_model=max_images, perturbations=parse_perturbations(perturb or []),
                             batch_size=batch_size, figures=not no_figures)
     settings.validate()
-    if pool is None and (real is not None or holdout is not None):
-        raise InputError("--real and --holdout go with --pool")
+    if manifpt:
+        from fpforensics.evaluation.manifpt import parse_spaces
+
+        parse_spaces(manifpt)
+        if real is None:
+            raise InputError("--manifpt needs --real DIR (the real images whose manifold defines the artifacts)")
+        if not real.is_dir():
+            raise InputError(f"--real {real}: no such folder")
+        if pool is not None:
+            raise InputError("--manifpt is for a DATASET folder, not --pool")
+    if pool is None and (holdout is not None or (real is not None and not manifpt)):
+        raise InputError("--holdout goes with --pool, and --real with --pool or --manifpt")
     if pool is not None and dataset is not None:
         raise InputError("give either DATASET or --pool, not both")
     if pool is None and dataset is None:
@@ -84,7 +98,8 @@ def evaluate(
             task = bar.add_task(what, total=total, rate="")
             return lambda n: bar.advance(task, n)
 
-        result = run_report(ds, entries, settings, out, device, progress=make_task, warn=common.warn, extra=extra)
+        result = run_report(ds, entries, settings, out, device, progress=make_task, warn=common.warn, extra=extra,
+                            manifpt=list(manifpt or []), real=real)
     if json_out:
         common.emit_json(result.report)
         return
