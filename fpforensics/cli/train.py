@@ -101,7 +101,7 @@ def extractor(
     `torchrun --nproc_per_node 4 $(which fpt) train extractor ...` (P x K is per process).
     """
     from fpforensics.errors import InputError
-    from fpforensics.extractor.training import TrainCallbacks, make_config, train_extractor
+    from fpforensics.extractor.training import TrainCallbacks, make_config, open_pool, train_extractor
     from fpforensics.io.images import list_images
 
     if batch_size is not None:
@@ -117,6 +117,7 @@ def extractor(
                       max_train_models=max_train_models, max_val_models=max_val_models,
                       augment=False if no_augment else None, half_weights=half_weights or None, seed=seed)
     paths = list_images(real)
+    pool = open_pool(pool)  # a missing or foreign pool fails here, before any work is announced
     device = common.get_device()
     common.info(f"{len(paths)} real photos; {cfg.backbone}, batch {cfg.p} models x {cfg.k} images, "
                 f"{cfg.epochs} epochs, residual {cfg.residual}, augmentation {'on' if cfg.augment else 'off'}")
