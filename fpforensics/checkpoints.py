@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +42,35 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path, kind: str) -> Pat
     return path
 
 
-def load_checkpoint(path: str | Path, kind: str | None = None, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely; refuse files that are not fpforensics checkpoints of ``kind``."""
+def safe_torch_load(path: str | Path, what: str = "weights file", map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` with one-line errors: the one place any weight file is read.
+
+    A pickle that holds anything but tensors and plain containers is refused, never executed.
+    """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: no such checkpoint file")
+        raise InputError(f"{path}: no such {what}")
     if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a checkpoint file")
+        raise InputError(f"{path}: is a folder, expected a {what}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt / unsafe files
-        msg = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
-        raise InputError(f"{path}: not a loadable fpforensics checkpoint (refused or corrupt: {msg})") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols on foreign files; the error says enough
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Weights only" in str(exc):
+            reason = "it holds objects other than tensors; refused, not executed"
+        else:
+            reason = "corrupt, or not a torch file"
+    except (RuntimeError, zipfile.BadZipFile, EOFError) as exc:
+        reason = "truncated or corrupt" if "zip" in str(exc).lower() or isinstance(exc, EOFError) else "corrupt"
+    except Exception:  # torch raises many other types for foreign files
+        reason = "not a torch file"
+    raise InputError(f"{path}: not a loadable {what} ({reason})")
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely; refuse files that are not fpforensics checkpoints of ``kind``."""
+    payload = safe_torch_load(path, "fpforensics checkpoint", map_location)
     if not isinstance(payload, dict) or "fpt_kind" not in payload:
         raise IncompatibleError(f"{path}: not an fpforensics checkpoint (no fpt_kind tag)")
     if kind is not None and payload["fpt_kind"] != kind:

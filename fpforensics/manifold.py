@@ -185,15 +185,9 @@ def _resnet50_trunk(state: dict, path: Path, flavour: str) -> tuple[torch.nn.Mod
 
 
 def _load_raw_state(path: Path) -> dict:
-    if not path.exists():
-        raise InputError(f"{path}: no such weights file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a weights file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt / unsafe files
-        msg = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
-        raise InputError(f"{path}: not a loadable weights file (refused or corrupt: {msg})") from None
+    from fpforensics.checkpoints import safe_torch_load
+
+    return safe_torch_load(path, "weights file")
 
 
 class ResNetSpace(FeatureSpace):

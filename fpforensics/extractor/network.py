@@ -68,16 +68,10 @@ def load_backbone_init(net: FingerprintNet, path: str | Path) -> int:
     The ``fc`` layer of an ImageNet file is ignored; everything else must match the chosen
     backbone, else the file is from another architecture and is refused. Returns tensors loaded.
     """
-    from fpforensics.checkpoints import load_checkpoint
+    from fpforensics.checkpoints import load_checkpoint, safe_torch_load
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such weights file for --init")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or unsafe pickle
-        raise InputError(f"{path}: not a loadable weights file (refused or corrupt: {str(exc).splitlines()[0][:120]})"
-                         ) from None
+    state = safe_torch_load(path, "weights file for --init")
     if isinstance(state, dict) and "fpt_kind" in state:  # an fpt extractor checkpoint: take its backbone
         state = load_checkpoint(path, kind="extractor")["state_dict"]
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
