@@ -8,9 +8,7 @@ malicious pickle is refused, never executed.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -19,26 +17,16 @@ from typing import Any
 import torch
 
 from fpforensics import __version__
-from fpforensics.errors import IncompatibleError, InputError, OutputError
-from fpforensics.io.store import _default_mode, check_writable
+from fpforensics.errors import IncompatibleError, InputError
+from fpforensics.io.store import atomic_file, check_writable
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path, kind: str) -> Path:
     """Atomically write ``payload`` (tagged with ``kind`` and the tool version) to ``path``."""
     path = check_writable(path)
     payload = {**payload, "fpt_kind": kind, "tool_version": __version__}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, _default_mode())
-    try:
+    with atomic_file(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"{path}: could not write ({exc.strerror or exc})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score
 from threadpoolctl import threadpool_limits
 
 from fpforensics.errors import InputError
@@ -81,28 +80,17 @@ def identification(artifacts: np.ndarray, labels: np.ndarray, shots: int, repeat
 
     labels = np.asarray(labels)
     n_models = int(labels.max()) + 1
-    k = min(5, n_models)
-    top1, top5, f1s = [], [], []
-    confusion = np.zeros((n_models, n_models), dtype=np.int64)
-    n_queries = 0
     names = [f"{m:06d}" for m in range(n_models)]  # sortable names: classes come back in label order
-    for r in range(repeats):
-        gal, qry = protocols.shot_split(labels, shots, protocols._rng(seed, 1, r))
+
+    def class_probabilities(gal: np.ndarray, qry: np.ndarray) -> np.ndarray:
         with threadpool_limits(limits=1):
             clf = ArtifactClassifier(dim=dim, C=C, seed=seed).fit(artifacts[gal], [names[m] for m in labels[gal]])
             proba_fit = clf.predict_proba(artifacts[qry])
         proba = np.zeros((len(qry), n_models))
         proba[:, [int(c) for c in clf.classes]] = proba_fit
-        truth = labels[qry]
-        pred = proba.argmax(axis=1)
-        true_score = proba[np.arange(len(qry)), truth]
-        rank = (proba >= true_score[:, None]).sum(axis=1) - 1  # ties count against the true model
-        top1.append(float((pred == truth).mean()))
-        top5.append(float((rank < k).mean()))
-        f1s.append(float(f1_score(truth, pred, labels=np.arange(n_models), average="macro", zero_division=0)))
-        confusion += confusion_matrix(truth, pred, labels=np.arange(n_models))
-        n_queries = len(qry)
-    return protocols.IdentificationResult(top1, top5, f1s, k, n_queries, confusion)
+        return proba
+
+    return protocols.scores_to_identification(labels, shots, repeats, seed, class_probabilities)
 
 
 def evaluate(dataset, spaces: list[str], real_dir: Path, settings, cache, device,

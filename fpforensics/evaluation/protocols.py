@@ -17,6 +17,7 @@ comparison). Scores are cosine similarities; "accept" means ``score >= threshold
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,30 +94,46 @@ class IdentificationResult:
         }
 
 
-def identification(embeddings: np.ndarray, labels: np.ndarray, shots: int = 10, repeats: int = 5,
-                   seed: int = 0) -> IdentificationResult:
-    """Closed-set 1:N identification with ``repeats`` seeded shot/query splits."""
+def scores_to_identification(labels: np.ndarray, shots: int, repeats: int, seed: int,
+                             score_fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> IdentificationResult:
+    """Top-1/top-5/macro-F1 over ``repeats`` seeded shot/query splits.
+
+    ``score_fn(gallery_idx, query_idx)`` returns a ``(queries, models)`` score matrix (higher = more
+    likely) for one split: cosine to fingerprints for extractors, class probabilities for the
+    ManiFPT attributor, so every method is scored on the very same splits.
+    """
     labels = np.asarray(labels)
     n_models = int(labels.max()) + 1
-    emb = normalize(embeddings)
     k = min(5, n_models)
     top1, top5, f1s = [], [], []
     confusion = np.zeros((n_models, n_models), dtype=np.int64)
     n_queries = 0
     for r in range(repeats):
         gal, qry = shot_split(labels, shots, _rng(seed, 1, r))
-        fp = fingerprints(emb[gal], labels[gal], n_models)
-        sim = emb[qry] @ fp.T
+        scores = score_fn(gal, qry)
         truth = labels[qry]
-        pred = sim.argmax(axis=1)
-        true_score = sim[np.arange(len(qry)), truth]
-        rank = (sim >= true_score[:, None]).sum(axis=1) - 1  # ties count against the true model
+        pred = scores.argmax(axis=1)
+        true_score = scores[np.arange(len(qry)), truth]
+        rank = (scores >= true_score[:, None]).sum(axis=1) - 1  # ties count against the true model
         top1.append(float((pred == truth).mean()))
         top5.append(float((rank < k).mean()))
         f1s.append(float(f1_score(truth, pred, labels=np.arange(n_models), average="macro", zero_division=0)))
         confusion += confusion_matrix(truth, pred, labels=np.arange(n_models))
         n_queries = len(qry)
     return IdentificationResult(top1, top5, f1s, k, n_queries, confusion)
+
+
+def identification(embeddings: np.ndarray, labels: np.ndarray, shots: int = 10, repeats: int = 5,
+                   seed: int = 0) -> IdentificationResult:
+    """Closed-set 1:N identification: a query goes to the most similar fingerprint (mean of the shots)."""
+    labels = np.asarray(labels)
+    n_models = int(labels.max()) + 1
+    emb = normalize(embeddings)
+
+    def cosine_to_fingerprints(gal: np.ndarray, qry: np.ndarray) -> np.ndarray:
+        return emb[qry] @ fingerprints(emb[gal], labels[gal], n_models).T
+
+    return scores_to_identification(labels, shots, repeats, seed, cosine_to_fingerprints)
 
 
 # ---------------------------------------------------------------------------- verification

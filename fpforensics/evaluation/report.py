@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from fpforensics.errors import InputError, OutputError
 from fpforensics.evaluation import protocols
 from fpforensics.evaluation.perturb import CLEAN, Perturbation
 from fpforensics.io.images import load_image
+from fpforensics.io.store import atomic_file
 
 BASELINES = ("spectral", "pixels")
 CHUNK = 16
@@ -236,14 +236,8 @@ class EmbeddingCache:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self._path(key)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.npz", dir=self.folder)
-        os.close(fd)
-        try:
+        with atomic_file(path, suffix=".tmp.npz") as tmp:
             np.savez(tmp, emb=emb.astype(np.float32), ok=ok, key=np.array(key))
-            os.replace(tmp, path)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise OutputError(f"{path}: could not write the embedding cache ({exc.strerror or exc})") from None
 
 
 def compute_embeddings(
@@ -487,15 +481,11 @@ def _prepare_out(out_dir: Path) -> None:
 
 
 def write_json_atomic(path: Path, obj: dict) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
+        with atomic_file(path) as tmp, open(tmp, "w") as fh:
             json.dump(obj, fh, indent=2, default=_json_default, allow_nan=False)
             fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except (OSError, ValueError) as exc:
-        Path(tmp).unlink(missing_ok=True)
+    except ValueError as exc:  # a NaN in the report: refuse rather than write invalid JSON
         raise OutputError(f"{path}: could not write ({exc})") from None
     return path
 

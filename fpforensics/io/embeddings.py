@@ -14,16 +14,14 @@ use HDF5 when the file must later be matched to an extractor).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from fpforensics.errors import IncompatibleError, InputError, OutputError
-from fpforensics.io.store import STR_DTYPE, atomic_h5, check_writable, open_h5, read_str
+from fpforensics.errors import InputError, OutputError
+from fpforensics.io.store import STR_DTYPE, atomic_file, atomic_h5, check_writable, open_h5, read_str
 
 KIND = "embeddings"
 FORMAT_VERSION = 1
@@ -62,14 +60,8 @@ def save_embeddings(path: str | Path, data: EmbeddingSet) -> Path:
     if emb.ndim != 2 or emb.shape[0] != len(data.paths):
         raise ValueError(f"embeddings {emb.shape} do not match {len(data.paths)} paths")
     if output_format(path) == "npy":
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npy", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_file(path, suffix=".tmp.npy") as tmp:
             np.save(tmp, emb)
-            os.replace(tmp, path)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise OutputError(f"{path}: could not write ({exc.strerror or exc})") from None
         return path
     with atomic_h5(path, KIND, copy_existing=False, format_version=FORMAT_VERSION) as f:
         f.create_dataset("embeddings", data=emb)
@@ -95,11 +87,7 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
         if emb.ndim != 2:
             raise InputError(f"{path}: expected an (N, D) matrix, found shape {emb.shape}")
         return EmbeddingSet(emb.astype(np.float32), [f"{path}[{i}]" for i in range(len(emb))])
-    with open_h5(path, KIND) as f:
-        version = int(f.attrs.get("fpt_format_version", 0))
-        if version > FORMAT_VERSION:
-            raise IncompatibleError(f"{path}: embeddings format v{version} is newer than this fpt reads "
-                                    f"(v{FORMAT_VERSION}): upgrade fpforensics")
+    with open_h5(path, KIND, max_version=FORMAT_VERSION) as f:
         try:
             emb = np.asarray(f["embeddings"][()], dtype=np.float32)
             paths = [read_str(p) for p in f["paths"][()]]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fpforensics.errors import IncompatibleError, InputError
+from fpforensics.errors import InputError
 from fpforensics.io.store import STR_DTYPE, atomic_h5, open_h5, read_str
 
 KIND = "gallery"
@@ -77,11 +77,7 @@ def _strs(ds) -> list[str]:
 def read_gallery_file(path: str | Path) -> GalleryData:
     """Load a gallery; missing, corrupt, foreign or inconsistent files raise a one-line error."""
     path = Path(path)
-    with open_h5(path, KIND) as f:
-        version = int(f.attrs.get("fpt_format_version", 0))
-        if version > FORMAT_VERSION:
-            raise IncompatibleError(f"{path}: gallery format v{version} is newer than this fpt reads "
-                                    f"(v{FORMAT_VERSION}): upgrade fpforensics")
+    with open_h5(path, KIND, max_version=FORMAT_VERSION) as f:
         try:
             m, im = f["models"], f["images"]
             g = GalleryData(

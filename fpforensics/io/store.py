@@ -46,8 +46,11 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
-def open_h5(path: str | Path, kind: str | None = None) -> h5py.File:
-    """Open an fpforensics HDF5 file for reading, with a clear error for anything wrong."""
+def open_h5(path: str | Path, kind: str | None = None, max_version: int | None = None) -> h5py.File:
+    """Open an fpforensics HDF5 file for reading, with a clear error for anything wrong.
+
+    ``max_version``: the newest ``fpt_format_version`` the caller can read; a newer file is refused.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -60,6 +63,10 @@ def open_h5(path: str | Path, kind: str | None = None) -> h5py.File:
     if kind is not None:
         try:
             require_kind(f, kind, path)
+            version = int(f.attrs.get("fpt_format_version", 0))
+            if max_version is not None and version > max_version:
+                raise IncompatibleError(f"{path}: {kind} format v{version} is newer than this fpt reads "
+                                        f"(v{max_version}): upgrade fpforensics")
         except Exception:
             f.close()
             raise
@@ -97,18 +104,43 @@ def file_lock(path: str | Path, timeout: float | None = None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def atomic_file(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it is fsynced and renamed over ``path``.
+
+    The one way fpforensics replaces a file: an interrupted or failed write leaves the old file
+    intact and no temp file behind. ``suffix`` keeps writers that append an extension (``np.save``)
+    writing to the temp path itself.
+    """
+    path = Path(path)
+    tmp: Path | None = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        os.chmod(tmp, _default_mode())
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: could not write ({exc.strerror or exc})") from None
+    except BaseException:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_h5(path: str | Path, kind: str, copy_existing: bool = True, format_version: int = 1) -> Iterator[h5py.File]:
-    """Write ``path`` atomically: changes go to a temp copy, renamed over the original on success.
+    """Write an HDF5 file atomically: changes go to a temp copy, renamed over the original on success.
 
     With ``copy_existing`` the temp file starts as a copy of the current file (checked first to
     be a readable file of ``kind``), so callers can modify it; otherwise it starts empty.
     """
     path = check_writable(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, _default_mode())
-    try:
+    with atomic_file(path) as tmp:
         if copy_existing and path.exists():
             with open_h5(path, kind):
                 pass
@@ -122,15 +154,6 @@ def atomic_h5(path: str | Path, kind: str, copy_existing: bool = True, format_ve
             f.flush()
         finally:
             f.close()
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: could not write ({exc.strerror or exc})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_str(value: object) -> str:

@@ -160,11 +160,7 @@ def write_pool(path: str | Path, records: Iterable[PoolRecord | tuple[PoolEntry,
 
 
 def _read_file(path: Path) -> tuple[dict, list[PoolEntry]]:
-    with open_h5(path, POOL_KIND) as f:
-        version = int(f.attrs.get("fpt_format_version", 0))
-        if version > FORMAT_VERSION:
-            raise IncompatibleError(f"{path}: pool format version {version} is newer than this tool reads "
-                                    f"({FORMAT_VERSION}); upgrade fpforensics")
+    with open_h5(path, POOL_KIND, max_version=FORMAT_VERSION) as f:
         try:
             meta = {
                 "config": read_str(f.attrs["config"]),
