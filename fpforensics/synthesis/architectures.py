@@ -126,7 +126,7 @@ def parse_grid(expr: str) -> list[ArchitectureSpec]:
     return selected
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+def norm_layer(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "instance":
@@ -134,13 +134,14 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-def _act(kind: str) -> nn.Module:
+def activation_layer(kind: str) -> nn.Module:
     return {"none": nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[kind]()
 
 
-def _upsample(kind: str, channels: int) -> nn.Module:
+def upsample_layer(kind: str, channels: int, groups: int = 1) -> nn.Module:
+    """x2 up-sampling; ``groups`` > 1 keeps packed models' transposed convs separate."""
     if kind == "deconv":
-        return nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2)
+        return nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2, groups=groups)
     return nn.Upsample(scale_factor=2, mode=kind, **({"align_corners": False} if kind == "bilinear" else {}))
 
 
@@ -159,12 +160,12 @@ def up_block(spec: ArchitectureSpec, c_in: int, c_out: int) -> nn.Sequential:
         conv = nn.Conv2d(channels[i], channels[i + 1], 3, padding=1)
         if spec.S == "post":
             if i == 0:
-                layers.append(_upsample(spec.U, c_in))
-            layers += [conv, _norm(spec.N, channels[i + 1]), _act(spec.A)]
+                layers.append(upsample_layer(spec.U, c_in))
+            layers += [conv, norm_layer(spec.N, channels[i + 1]), activation_layer(spec.A)]
         else:
-            layers += [_norm(spec.N, channels[i]), _act(spec.A)]
+            layers += [norm_layer(spec.N, channels[i]), activation_layer(spec.A)]
             if i == 0:
-                layers.append(_upsample(spec.U, c_in))
+                layers.append(upsample_layer(spec.U, c_in))
             layers.append(conv)
     return nn.Sequential(*layers)
 

@@ -25,27 +25,15 @@ import torch
 import torch.nn as nn
 
 from fpforensics.defaults import DEFAULTS
-from fpforensics.synthesis.architectures import ArchitectureSpec, build_autoencoder
+from fpforensics.synthesis.architectures import (
+    ArchitectureSpec,
+    activation_layer,
+    build_autoencoder,
+    norm_layer,
+    upsample_layer,
+)
 
 _SHARED_SUFFIX = "num_batches_tracked"
-
-
-def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
-    return nn.Identity()
-
-
-def _act(kind: str) -> nn.Module:
-    return {"none": nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[kind]()
-
-
-def _upsample(kind: str, channels: int, m: int) -> nn.Module:
-    if kind == "deconv":
-        return nn.ConvTranspose2d(channels * m, channels * m, kernel_size=2, stride=2, groups=m)
-    return nn.Upsample(scale_factor=2, mode=kind, **({"align_corners": False} if kind == "bilinear" else {}))
 
 
 def _conv(c_in: int, c_out: int, m: int) -> nn.Conv2d:
@@ -69,12 +57,12 @@ def _up_block(spec: ArchitectureSpec, c_in: int, c_out: int, m: int) -> nn.Seque
         conv = _conv(channels[i], channels[i + 1], m)
         if spec.S == "post":
             if i == 0:
-                layers.append(_upsample(spec.U, c_in, m))
-            layers += [conv, _norm(spec.N, channels[i + 1] * m), _act(spec.A)]
+                layers.append(upsample_layer(spec.U, c_in * m, groups=m))
+            layers += [conv, norm_layer(spec.N, channels[i + 1] * m), activation_layer(spec.A)]
         else:
-            layers += [_norm(spec.N, channels[i] * m), _act(spec.A)]
+            layers += [norm_layer(spec.N, channels[i] * m), activation_layer(spec.A)]
             if i == 0:
-                layers.append(_upsample(spec.U, c_in, m))
+                layers.append(upsample_layer(spec.U, c_in * m, groups=m))
             layers.append(conv)
     return nn.Sequential(*layers)
 
