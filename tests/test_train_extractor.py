@@ -145,6 +145,28 @@ def test_network_heads_and_init(tmp_path):
         load_backbone_init(net, tmp_path / "junk.pth")
 
 
+
+def test_init_from_extractor_checkpoint_warm_starts_embedding(tmp_path):
+    from fpforensics.checkpoints import save_checkpoint
+
+    old = FingerprintNet("resnet18", embedding_dim=32, num_classes=3)
+    with torch.no_grad():
+        old.input_norm.running_mean.fill_(-5.0)
+        old.head.weight.normal_()
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in old.inference_state_dict().items()}
+    save_checkpoint({"state_dict": half}, tmp_path / "old.pt", kind="extractor")
+    new = FingerprintNet("resnet18", embedding_dim=32, num_classes=7)  # another pool: new classifier
+    assert load_backbone_init(new, tmp_path / "old.pt") == len(half)
+    assert torch.equal(new.head.weight, half["head.weight"].float())
+    assert torch.equal(new.input_norm.running_mean, torch.full((3,), -5.0))
+    assert new.classifier.weight.shape == (7, 32) and new.head.weight.dtype == torch.float32
+    other_dim = FingerprintNet("resnet18", embedding_dim=16, num_classes=7)  # head does not fit: backbone only
+    assert load_backbone_init(other_dim, tmp_path / "old.pt") == len(half) - 2
+    assert torch.equal(other_dim.backbone.conv1.weight, half["backbone.conv1.weight"].float())
+    save_checkpoint({"state_dict": {}}, tmp_path / "den.pt", kind="denoiser")
+    with pytest.raises(IncompatibleError, match="denoiser"):
+        load_backbone_init(new, tmp_path / "den.pt")
+
 def test_split_models(pool):
     cfg = ExtractorConfig(holdout_archs="1", holdout_seeds=1)
     split = split_models(pool.entries, cfg)
@@ -263,6 +285,25 @@ def test_resume_matches_uninterrupted_run(full_run, pool, photo_dir, tmp_path):
     with pytest.raises(InputError, match="already complete"):
         train_extractor(pool, paths, tmp_path / "cut.pt", cfg, resume=True)
 
+
+
+def test_warm_start_keeps_validation_zero_shot(full_run, pool, photo_dir, tmp_path):
+    first = load_checkpoint(full_run[0], kind="extractor")
+    held, seen = set(first["heldout_archs"]), set(first["seen_archs"])
+    assert held and seen and not held & seen
+    assert seen == {pool.entries[i].arch.code for i in first["train_model_ids"]}
+    paths = list_images(photo_dir)
+    # holding out an architecture the init trained on is refused before any work
+    taken = sorted(seen)[0]
+    cfg = make_config("paper", **{**MICRO, "holdout_archs": taken})
+    with pytest.raises(InputError, match="contaminated"):
+        train_extractor(pool, paths, tmp_path / "bad.pt", cfg, init=full_run[0])
+    assert not (tmp_path / "bad.pt").exists()
+    # the init's own held-out architectures stay valid; the new file records both runs' architectures
+    cfg = make_config("paper", **{**MICRO, "epochs": 1, "holdout_archs": ",".join(sorted(held))})
+    train_extractor(pool, paths, tmp_path / "warm.pt", cfg, init=full_run[0])
+    warm = load_checkpoint(tmp_path / "warm.pt", kind="extractor")
+    assert set(warm["seen_archs"]) >= seen and not set(warm["seen_archs"]) & held
 
 def test_bad_real_input(pool, tmp_path, photo_dir):
     one = list_images(photo_dir)[:1]

@@ -87,7 +87,8 @@ def extractor(
     max_train_models: int | None = typer.Option(None, "--max-train-models", help="Use at most N training models."),
     max_val_models: int | None = typer.Option(None, "--max-val-models", help="Validate on at most N held-out models."),
     no_augment: bool = typer.Option(False, "--no-augment", help="No JPEG / random-resized-crop augmentation."),
-    init: Path | None = typer.Option(None, "--init", help="Backbone weights to start from (torchvision format)."),
+    init: Path | None = typer.Option(
+        None, "--init", help="Weights to start from: torchvision ResNet weights, or an fpt extractor (warm start)."),
     half_weights: bool = typer.Option(False, "--half-weights", help="Store the final weights in fp16 (half size)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed."),
     log: Path | None = typer.Option(None, "--log", help="JSONL log of every epoch (default: OUT with .jsonl)."),

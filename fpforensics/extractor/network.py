@@ -63,18 +63,28 @@ class FingerprintNet(nn.Module):
 
 
 def load_backbone_init(net: FingerprintNet, path: str | Path) -> int:
-    """Load torchvision-format ResNet weights (e.g. ``resnet50-*.pth``) into the backbone.
+    """Load starting weights: torchvision ResNet weights, or a previous fpt extractor checkpoint.
 
-    The ``fc`` layer of an ImageNet file is ignored; everything else must match the chosen
-    backbone, else the file is from another architecture and is refused. Returns tensors loaded.
+    A torchvision file (e.g. ``resnet50-*.pth``) fills the backbone; its ``fc`` layer is ignored.
+    An fpt extractor checkpoint warm-starts the whole embedding network (input norm, backbone and,
+    when the sizes match, the embedding head), so a shipped extractor can be trained further on a
+    larger pool: its classifier over the old training models is never part of it. Anything else is
+    from another architecture and is refused. Returns the number of tensors loaded.
     """
     from fpforensics.checkpoints import load_checkpoint, safe_torch_load
 
     path = Path(path)
     state = safe_torch_load(path, "weights file for --init")
-    if isinstance(state, dict) and "fpt_kind" in state:  # an fpt extractor checkpoint: take its backbone
-        state = load_checkpoint(path, kind="extractor")["state_dict"]
-        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    extra: dict[str, torch.Tensor] = {}
+    if isinstance(state, dict) and "fpt_kind" in state:  # an fpt extractor checkpoint
+        payload = load_checkpoint(path, kind="extractor")
+        full = payload["state_dict"]
+        extra = {k: v for k, v in full.items() if k.startswith("input_norm.")}
+        head = {k: v for k, v in full.items() if k.startswith("head.")}
+        own_head = {f"head.{k}": v for k, v in net.head.state_dict().items()}
+        if head.keys() == own_head.keys() and all(head[k].shape == own_head[k].shape for k in head):
+            extra.update(head)
+        state = {k[len("backbone."):]: v for k, v in full.items() if k.startswith("backbone.")}
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -86,5 +96,7 @@ def load_backbone_init(net: FingerprintNet, path: str | Path) -> int:
     if missing or bad or len(state) != len(expected):
         raise IncompatibleError(f"{path}: weights are not a {net.backbone_name} backbone "
                                 f"({len(missing)} missing, {len(bad)} mis-shaped, {len(state)} tensors vs {len(expected)})")
-    net.backbone.load_state_dict(state)
-    return len(state)
+    net.backbone.load_state_dict(state)  # copy_ casts fp16 (shipped) weights to the net's dtype
+    if extra:
+        net.load_state_dict(extra, strict=False)
+    return len(state) + len(extra)

@@ -169,6 +169,7 @@ class ModelSplit:
     val_group: list[str]  # per val model: "arch" (unseen architecture) or "seed" (unseen seed)
     holdout_archs: list[str] = field(default_factory=list)
     holdout_seeds: list[int] = field(default_factory=list)
+    seen_archs: list[str] = field(default_factory=list)  # architectures that trained the net (--init's too)
 
 
 def split_models(entries: Sequence[Any], cfg: ExtractorConfig, warn: Callable[[str], None] | None = None) -> ModelSplit:
@@ -218,7 +219,39 @@ def split_models(entries: Sequence[Any], cfg: ExtractorConfig, warn: Callable[[s
     if len(val) < 2:
         raise InputError(f"{len(val)} held-out model(s): zero-shot validation needs at least 2 "
                          "(use --holdout-archs/--holdout-seeds)")
-    return ModelSplit(train, val, group, sorted(a.code for a in held_archs), sorted(held_seeds))
+    seen = sorted({entries[i].arch.code for i in train})
+    return ModelSplit(train, val, group, sorted(a.code for a in held_archs), sorted(held_seeds), seen)
+
+
+def check_init_keeps_zero_shot(init: str | Path, split: ModelSplit, warn: Callable[[str], None] | None = None) -> None:
+    """A warm start must not have trained on the architectures held out now, else validation is not zero-shot.
+
+    An fpt extractor given to ``--init`` records the architectures that trained it (``seen_archs``);
+    an overlap with this run's held-out architectures is refused. Older checkpoints only record their
+    held-out architectures: holding out a subset of those is safe, anything else gets a warning.
+    Records the union in ``split.seen_archs``.
+    """
+    from fpforensics.checkpoints import load_checkpoint, safe_torch_load
+
+    state = safe_torch_load(init, "weights file for --init")
+    if not (isinstance(state, dict) and "fpt_kind" in state):
+        return  # torchvision weights: never saw a synthetic model
+    payload = load_checkpoint(init, kind="extractor")
+    held = set(split.holdout_archs)
+    seen = payload.get("seen_archs")
+    if seen is not None:
+        overlap = sorted(held & set(seen))
+        if overlap:
+            raise InputError(
+                f"--init {init} was trained on {len(overlap)} of the architectures held out now "
+                f"({', '.join(overlap[:4])}{', ...' if len(overlap) > 4 else ''}); zero-shot validation would be "
+                f"contaminated: hold out architectures it never saw (--holdout-archs with codes)")
+        split.seen_archs = sorted(set(split.seen_archs) | set(seen))
+        return
+    init_held = set(payload.get("heldout_archs") or [])
+    if not held <= init_held and warn:
+        warn(f"--init {init} does not record its training architectures; only its held-out ones "
+             f"({len(init_held)}) are known to be unseen, so validation on the others may not be zero-shot")
 
 
 def open_pool(path: Any):
@@ -397,7 +430,8 @@ def checkpoint_payload(net: FingerprintNet, residual: ResidualExtractor, cfg: Ex
         "residual": residual_to_payload(residual), "pool_fingerprint": str(pool.fingerprint),
         "train_model_ids": list(split.train), "heldout_model_ids": list(split.val),
         "heldout_groups": list(split.val_group), "heldout_archs": list(split.holdout_archs),
-        "heldout_seeds": list(split.holdout_seeds), "config": asdict(cfg), "epoch": epoch, "complete": complete,
+        "heldout_seeds": list(split.holdout_seeds), "seen_archs": list(split.seen_archs),
+        "config": asdict(cfg), "epoch": epoch, "complete": complete,
         "history": history, "identity": identity_of_state(cfg.backbone, state, residual.identity),
     }
     if train_state:
@@ -454,6 +488,7 @@ def train_extractor(
     torch.manual_seed(cfg.seed)
     net = FingerprintNet(cfg.backbone, cfg.embedding_dim, num_classes=len(split.train))
     if init is not None:
+        check_init_keeps_zero_shot(init, split, warn=cb.warn if main else None)
         load_backbone_init(net, init)
     net = net.to(device)
     if device.type == "cuda":
@@ -487,6 +522,7 @@ def train_extractor(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch, history = int(state["epoch"]), list(state.get("history", []))
+        split.seen_archs = sorted(set(split.seen_archs) | set(state.get("seen_archs", [])))
     if main and start_epoch == 0:
         # Epoch 0: the untrained network's zero-shot accuracy, the baseline training must beat.
         history = [{"epoch": 0, "step": 0, **zero_shot_validation(net, residual, pool, split, val_crops,
