@@ -115,7 +115,7 @@ def test_augmentations():
     assert jp.shape == img.shape and 0 < (jp - img).abs().mean() < 0.3
     buf = io.BytesIO()
     Image.fromarray((img * 255).round().byte().permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=50)
-    ref = torch.from_numpy(__import__("numpy").asarray(Image.open(buf))).permute(2, 0, 1).float() / 255
+    ref = torch.from_numpy(__import__("numpy").array(Image.open(buf))).permute(2, 0, 1).float() / 255
     assert torch.allclose(jp, ref)
     crop = random_resized_crop(img, (0.3, 0.5), (0.75, 1.33), random.Random(0))
     assert crop.shape == img.shape and not torch.allclose(crop, img)
