@@ -304,6 +304,9 @@ def test_warm_start_keeps_validation_zero_shot(full_run, pool, photo_dir, tmp_pa
     train_extractor(pool, paths, tmp_path / "warm.pt", cfg, init=full_run[0])
     warm = load_checkpoint(tmp_path / "warm.pt", kind="extractor")
     assert set(warm["seen_archs"]) >= seen and not set(warm["seen_archs"]) & held
+    # a bad --init is reported before any pool or photo is read
+    with pytest.raises(InputError, match="no such weights file for --init"):
+        train_extractor(tmp_path / "no-pool.h5", paths, tmp_path / "x.pt", cfg, init=tmp_path / "nope.pt")
 
 def test_bad_real_input(pool, tmp_path, photo_dir):
     one = list_images(photo_dir)[:1]

@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -62,41 +64,61 @@ class FingerprintNet(nn.Module):
         return {k: v.detach().cpu() for k, v in self.state_dict().items() if not k.startswith("classifier.")}
 
 
-def load_backbone_init(net: FingerprintNet, path: str | Path) -> int:
-    """Load starting weights: torchvision ResNet weights, or a previous fpt extractor checkpoint.
+@dataclass
+class InitWeights:
+    """Starting weights for ``--init``, read once: checked for zero-shot safety, then loaded."""
 
-    A torchvision file (e.g. ``resnet50-*.pth``) fills the backbone; its ``fc`` layer is ignored.
-    An fpt extractor checkpoint warm-starts the whole embedding network (input norm, backbone and,
-    when the sizes match, the embedding head), so a shipped extractor can be trained further on a
-    larger pool: its classifier over the old training models is never part of it. Anything else is
-    from another architecture and is refused. Returns the number of tensors loaded.
+    path: Path
+    backbone: dict[str, torch.Tensor]
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # input_norm.* and head.* of an fpt extractor
+    checkpoint: dict[str, Any] | None = None  # an fpt extractor's metadata (no weights); None for torchvision
+
+
+def read_init_weights(path: str | Path) -> InitWeights:
+    """Read torchvision ResNet weights or a previous fpt extractor checkpoint (one-line errors on bad files).
+
+    A torchvision file (e.g. ``resnet50-*.pth``) gives the backbone; its ``fc`` layer is ignored.
+    An fpt extractor warm-starts the whole embedding network (input norm, backbone, embedding
+    head), so a shipped extractor can be trained further on a larger pool; its classifier over the
+    old training models is never part of it.
     """
     from fpforensics.checkpoints import load_checkpoint, safe_torch_load
 
     path = Path(path)
     state = safe_torch_load(path, "weights file for --init")
     extra: dict[str, torch.Tensor] = {}
-    if isinstance(state, dict) and "fpt_kind" in state:  # an fpt extractor checkpoint
+    meta = None
+    if isinstance(state, dict) and "fpt_kind" in state:
         payload = load_checkpoint(path, kind="extractor")
         full = payload["state_dict"]
-        extra = {k: v for k, v in full.items() if k.startswith("input_norm.")}
-        head = {k: v for k, v in full.items() if k.startswith("head.")}
-        own_head = {f"head.{k}": v for k, v in net.head.state_dict().items()}
-        if head.keys() == own_head.keys() and all(head[k].shape == own_head[k].shape for k in head):
-            extra.update(head)
+        extra = {k: v for k, v in full.items() if k.startswith(("input_norm.", "head."))}
         state = {k[len("backbone."):]: v for k, v in full.items() if k.startswith("backbone.")}
+        meta = {k: v for k, v in payload.items() if k != "state_dict"}
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: not a state_dict of tensors (torchvision format expected)")
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.removeprefix("module.").startswith("fc.")}
+    return InitWeights(path, state, extra, meta)
+
+
+def load_backbone_init(net: FingerprintNet, init: str | Path | InitWeights) -> int:
+    """Load ``--init`` weights into ``net``; another architecture's weights are refused. Returns tensors loaded.
+
+    The embedding head of an fpt extractor is taken only when its size matches this net's.
+    """
+    init = init if isinstance(init, InitWeights) else read_init_weights(init)
     expected = net.backbone.state_dict()
-    missing = [k for k in expected if k not in state]
-    bad = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or bad or len(state) != len(expected):
-        raise IncompatibleError(f"{path}: weights are not a {net.backbone_name} backbone "
-                                f"({len(missing)} missing, {len(bad)} mis-shaped, {len(state)} tensors vs {len(expected)})")
-    net.backbone.load_state_dict(state)  # copy_ casts fp16 (shipped) weights to the net's dtype
+    missing = [k for k in expected if k not in init.backbone]
+    bad = [k for k in expected if k in init.backbone and init.backbone[k].shape != expected[k].shape]
+    if missing or bad or len(init.backbone) != len(expected):
+        raise IncompatibleError(f"{init.path}: weights are not a {net.backbone_name} backbone ({len(missing)} missing, "
+                                f"{len(bad)} mis-shaped, {len(init.backbone)} tensors vs {len(expected)})")
+    net.backbone.load_state_dict(init.backbone)  # copy_ casts fp16 (shipped) weights to the net's dtype
+    head = {k: v for k, v in init.extra.items() if k.startswith("head.")}
+    own_head = {k: v for k, v in net.state_dict().items() if k.startswith("head.")}
+    head_fits = head.keys() == own_head.keys() and all(head[k].shape == own_head[k].shape for k in head)
+    extra = {k: v for k, v in init.extra.items() if head_fits or not k.startswith("head.")}
     if extra:
         net.load_state_dict(extra, strict=False)
-    return len(state) + len(extra)
+    return len(init.backbone) + len(extra)

@@ -49,7 +49,14 @@ from fpforensics.extractor.augment import AugmentConfig, Augmenter
 from fpforensics.extractor.base import l2_normalize
 from fpforensics.extractor.denoiser_training import load_photos, refuse_existing
 from fpforensics.extractor.losses import batch_hard_triplet
-from fpforensics.extractor.network import BACKBONES, INPUT_TRANSFORM, FingerprintNet, load_backbone_init
+from fpforensics.extractor.network import (
+    BACKBONES,
+    INPUT_TRANSFORM,
+    FingerprintNet,
+    InitWeights,
+    load_backbone_init,
+    read_init_weights,
+)
 from fpforensics.extractor.sampler import PKSampler
 from fpforensics.extractor.trained import TrainedExtractor, identity_of_state, residual_to_payload
 from fpforensics.spectral import ResidualExtractor, build_residual, log_magnitude_spectrum
@@ -223,7 +230,7 @@ def split_models(entries: Sequence[Any], cfg: ExtractorConfig, warn: Callable[[s
     return ModelSplit(train, val, group, sorted(a.code for a in held_archs), sorted(held_seeds), seen)
 
 
-def check_init_keeps_zero_shot(init: str | Path, split: ModelSplit, warn: Callable[[str], None] | None = None) -> None:
+def check_init_keeps_zero_shot(init: InitWeights, split: ModelSplit, warn: Callable[[str], None] | None = None) -> None:
     """A warm start must not have trained on the architectures held out now, else validation is not zero-shot.
 
     An fpt extractor given to ``--init`` records the architectures that trained it (``seen_archs``);
@@ -231,26 +238,22 @@ def check_init_keeps_zero_shot(init: str | Path, split: ModelSplit, warn: Callab
     held-out architectures: holding out a subset of those is safe, anything else gets a warning.
     Records the union in ``split.seen_archs``.
     """
-    from fpforensics.checkpoints import load_checkpoint, safe_torch_load
-
-    state = safe_torch_load(init, "weights file for --init")
-    if not (isinstance(state, dict) and "fpt_kind" in state):
+    if init.checkpoint is None:
         return  # torchvision weights: never saw a synthetic model
-    payload = load_checkpoint(init, kind="extractor")
     held = set(split.holdout_archs)
-    seen = payload.get("seen_archs")
+    seen = init.checkpoint.get("seen_archs")
     if seen is not None:
         overlap = sorted(held & set(seen))
         if overlap:
             raise InputError(
-                f"--init {init} was trained on {len(overlap)} of the architectures held out now "
+                f"--init {init.path} was trained on {len(overlap)} of the architectures held out now "
                 f"({', '.join(overlap[:4])}{', ...' if len(overlap) > 4 else ''}); zero-shot validation would be "
                 f"contaminated: hold out architectures it never saw (--holdout-archs with codes)")
         split.seen_archs = sorted(set(split.seen_archs) | set(seen))
         return
-    init_held = set(payload.get("heldout_archs") or [])
+    init_held = set(init.checkpoint.get("heldout_archs") or [])
     if not held <= init_held and warn:
-        warn(f"--init {init} does not record its training architectures; only its held-out ones "
+        warn(f"--init {init.path} does not record its training architectures; only its held-out ones "
              f"({len(init_held)}) are known to be unseen, so validation on the others may not be zero-shot")
 
 
@@ -470,6 +473,7 @@ def train_extractor(
     if main:
         refuse_existing(out, resume, overwrite)
     log_path = Path(log_path) if log_path else out.with_suffix(".jsonl")
+    init_weights = read_init_weights(init) if init is not None else None  # a bad --init fails before any work
 
     pool = open_pool(pool_path)
     split = split_models(pool.entries, cfg, warn=cb.warn if main else None)
@@ -487,9 +491,9 @@ def train_extractor(
     residual = build_residual(cfg.residual).to(device).eval()
     torch.manual_seed(cfg.seed)
     net = FingerprintNet(cfg.backbone, cfg.embedding_dim, num_classes=len(split.train))
-    if init is not None:
-        check_init_keeps_zero_shot(init, split, warn=cb.warn if main else None)
-        load_backbone_init(net, init)
+    if init_weights is not None:
+        check_init_keeps_zero_shot(init_weights, split, warn=cb.warn if main else None)
+        load_backbone_init(net, init_weights)
     net = net.to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
