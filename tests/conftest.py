@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import write_periodic_models
 from PIL import Image
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -40,18 +41,14 @@ def photo_dir(tmp_path_factory, photos) -> Path:
 @pytest.fixture(scope="session")
 def model_set_dir(tmp_path_factory, photos) -> Path:
     """ROOT/<model>/<images>: 3 'models' = real crops with distinct periodic traces."""
-    root = tmp_path_factory.mktemp("models")
-    rng = np.random.default_rng(0)
-    for m, period in enumerate((2, 4, 8)):
-        d = root / f"model{m}"
-        d.mkdir()
-        for i in range(6):
-            p = photos[i % len(photos)]
-            y = rng.integers(0, p.shape[0] - 160)
-            x = rng.integers(0, p.shape[1] - 160)
-            crop = p[y:y + 160, x:x + 160].astype(np.float32)
-            grid = np.zeros((160, 160), np.float32)
-            grid[::period, ::period] = 12.0
-            img = np.clip(crop + grid[..., None], 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(d / f"img{i}.png")
+    return write_periodic_models(tmp_path_factory.mktemp("models"), photos, (2, 4, 8), per_model=6, size=160,
+                                 amplitude=12.0)
+
+
+@pytest.fixture(scope="session")
+def real_dir(tmp_path_factory, photos) -> Path:
+    """A folder of real photos (200x200 crops, PNG): the manifold of the artifact tests."""
+    root = tmp_path_factory.mktemp("real")
+    for i, p in enumerate(photos):
+        Image.fromarray(p[:200, :200]).save(root / f"real{i}.png")
     return root

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -16,12 +15,6 @@ from fpforensics.cli.app import app
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def real_dir(tmp_path_factory, photos) -> Path:
-    root = tmp_path_factory.mktemp("real_cli")
-    for i, p in enumerate(photos):
-        Image.fromarray(p[:160, :160]).save(root / f"real{i}.png")
-    return root
 
 
 def test_cli_writes_h5_and_panels(model_set_dir, real_dir, tmp_path):

@@ -10,8 +10,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import invoke
 from PIL import Image
-from typer.testing import CliRunner
 
 from fpforensics.attribution import (
     Gallery,
@@ -23,21 +23,11 @@ from fpforensics.attribution import (
     spread_order,
     verify,
 )
-from fpforensics.cli.app import app
 from fpforensics.errors import IncompatibleError, InputError, OutputError
 from fpforensics.extractor.base import load_extractor
 from fpforensics.io.embeddings import EmbeddingSet, load_embeddings, save_embeddings
 from fpforensics.io.images import list_images
 
-runner = CliRunner()
-EXTRACTING = {"embed", "identify", "verify", "add"}
-
-
-def invoke(args: list[str]):
-    """Run fpt; commands that embed get ``-e spectral`` unless they name an extractor (stable if weights ship)."""
-    if EXTRACTING & set(args[:4]) and "-e" not in args and "--extractor" not in args:
-        args = [*args, "-e", "spectral"]
-    return runner.invoke(app, args)
 ENROLLED = (3, 4, 6)  # grating periods of the enrolled "models"
 UNKNOWN = 5
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import write_periodic_models
 from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 from typer.testing import CliRunner
@@ -141,18 +142,8 @@ def test_perturbations(photos):
 @pytest.fixture(scope="module")
 def eval_dir(tmp_path_factory, photos):
     """ROOT/<model>: 3 'models' = real 128 crops with distinct periodic patterns (10 images each) + a tiny one."""
-    root = tmp_path_factory.mktemp("evalset")
-    rng = np.random.default_rng(0)
-    for m, period in enumerate((2, 3, 5)):
-        d = root / f"model{m}"
-        d.mkdir()
-        for i in range(10):
-            p = photos[i % len(photos)]
-            y, x = rng.integers(0, p.shape[0] - 128), rng.integers(0, p.shape[1] - 128)
-            crop = p[y:y + 128, x:x + 128].astype(np.float32)
-            grid = np.zeros((128, 128), np.float32)
-            grid[::period, ::period] = 14.0
-            Image.fromarray(np.clip(crop + grid[..., None], 0, 255).astype(np.uint8)).save(d / f"img{i:02d}.png")
+    root = write_periodic_models(tmp_path_factory.mktemp("evalset"), photos, (2, 3, 5), per_model=10, size=128,
+                                 amplitude=14.0, name="img{i:02d}.png")
     (root / "model0" / "zz_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (root / "tiny").mkdir()
     Image.fromarray(photos[0][:128, :128]).save(root / "tiny" / "only.png")

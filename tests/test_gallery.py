@@ -9,22 +9,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from helpers import invoke
 
 from fpforensics.attribution import PAPER_THRESHOLD, Gallery, normalize
-from fpforensics.cli.app import app
 from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.io.gallery import default_gallery_path, read_gallery_file
 
-runner = CliRunner()
-EXTRACTING = {"embed", "identify", "verify", "add"}
-
-
-def invoke(args: list[str]):
-    """Run fpt; commands that embed get ``-e spectral`` unless they name an extractor (stable if weights ship)."""
-    if EXTRACTING & set(args[:4]) and "-e" not in args and "--extractor" not in args:
-        args = [*args, "-e", "spectral"]
-    return runner.invoke(app, args)
 D = 16
 
 

@@ -29,14 +29,6 @@ from fpforensics.manifold import (
 )
 
 
-@pytest.fixture(scope="module")
-def real_dir(tmp_path_factory, photos) -> Path:
-    root = tmp_path_factory.mktemp("real")
-    for i, p in enumerate(photos):
-        Image.fromarray(p[:200, :200]).save(root / f"real{i}.png")
-    return root
-
-
 def test_nearest_neighbors_match_brute_force():
     rng = np.random.default_rng(1)
     ref = rng.standard_normal((1234, 48)).astype(np.float32)
