@@ -65,17 +65,21 @@ def main() -> None:
 
     x = np.random.default_rng(0).normal(size=(1000, 64)).astype(np.float32)
 
-    def tsne() -> float:
+    def compare_threads(title: str, work, fast_where: str) -> None:
+        """Time ``work`` with the default thread pools, then with one thread (what fpt uses there)."""
         t = time.perf_counter()
-        TSNE(perplexity=30, init="pca", metric="cosine", random_state=0, max_iter=500).fit_transform(x)
-        return time.perf_counter() - t
+        work()
+        default = time.perf_counter() - t
+        with threadpool_limits(limits=1):
+            t = time.perf_counter()
+            work()
+            single = time.perf_counter() - t
+        print(f"{title}:")
+        print(f"  {'default threads:':<26}{default:7.2f} s")
+        print(f"  {f'one thread ({fast_where}):':<26}{single:7.2f} s   speed-up x{default / single:.1f}")
 
-    default = tsne()
-    with threadpool_limits(limits=1):
-        single = tsne()
-    print("t-SNE, 1000 points x 64-d, 500 iterations:")
-    print(f"  default OpenMP threads: {default:7.2f} s")
-    print(f"  one thread (figures.py): {single:7.2f} s   speed-up x{default / single:.1f}")
+    compare_threads("t-SNE, 1000 points x 64-d, 500 iterations", lambda: TSNE(
+        perplexity=30, init="pca", metric="cosine", random_state=0, max_iter=500).fit_transform(x), "figures.py")
 
     import fpforensics.attribution  # noqa: F401  (imported once, outside the timing)
     from fpforensics.evaluation import protocols as P
@@ -83,21 +87,14 @@ def main() -> None:
     emb = np.random.default_rng(0).normal(size=(72, 3072)).astype(np.float32)
     lab = np.repeat(np.arange(6), 12)
 
-    def metrics() -> float:
-        t = time.perf_counter()
+    def metrics() -> None:
         for _ in range(2):
             P.identification(emb, lab, 5, 3)
             P.verification(emb, lab, 4000, 3)
             P.embedding_quality(emb, lab)
             P.open_set(emb, lab, 5, 3)
-        return time.perf_counter() - t
 
-    default = metrics()
-    with threadpool_limits(limits=1):
-        single = metrics()
-    print("protocol metrics, 72 x 3072-d embeddings:")
-    print(f"  default BLAS threads:    {default:7.2f} s")
-    print(f"  one thread (report.py):  {single:7.2f} s   speed-up x{default / single:.1f}")
+    compare_threads("protocol metrics, 72 x 3072-d embeddings", metrics, "report.py")
 
 
 if __name__ == "__main__":
