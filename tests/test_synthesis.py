@@ -310,3 +310,32 @@ def test_open_rejects_bad_pool_files(tmp_path):
     (tmp_path / "emptydir").mkdir()
     with pytest.raises(InputError):
         SyntheticPool.open(tmp_path / "emptydir")
+
+
+def test_instance_norm_never_normalises_the_rgb_output():
+    """Grid v2: a "post" instance-norm model's output follows its input's brightness (else eta is unreachable)."""
+    from fpforensics.synthesis.architectures import ArchitectureSpec
+
+    x = torch.rand(1, 3, 32, 32) * 0.5
+    for code, follows in (("K1L1UnA0NiSo", True), ("K2L2UbA0NiSo", True)):
+        model = build_autoencoder(ArchitectureSpec.from_code(code), 0).eval()
+        with torch.no_grad():
+            shift = (model(x + 0.4) - model(x)).mean().item()
+        assert (abs(shift) > 1e-3) == follows, code
+        assert not isinstance(model.up[-1][-2], torch.nn.InstanceNorm2d)
+    inner = build_autoencoder(ArchitectureSpec.from_code("K2L1UnA0NiSo"), 0)
+    assert isinstance(inner.up[0][2], torch.nn.InstanceNorm2d)  # hidden up-blocks keep their norm
+
+
+def test_plateau_stops_a_converged_model_before_the_budget(tiny_data):
+    from fpforensics.synthesis.architectures import ArchitectureSpec
+
+    spec = ArchitectureSpec.from_code("K1L1UnA0N0So")
+    # tol 0.99: a window must cut the loss 100-fold, so the second window ends training.
+    cfg = TrainConfig(max_steps=50, batch_size=2, crop=32, calib_batches=1, eta=1e-9, plateau_window=2,
+                      plateau_tol=0.99)
+    m = train_pack(spec, [0], tiny_data, cfg)[0]
+    assert m.steps == 3 and not m.reached_eta
+    never = train_pack(spec, [0], tiny_data, TrainConfig(max_steps=6, batch_size=2, crop=32, calib_batches=1,
+                                                         eta=1e-9))[0]
+    assert never.steps == 6

@@ -6,7 +6,11 @@ of :data:`OPTIONS`), a short code such as ``K1L2UdAtNbSo`` and a readable name.
 
 Choices the method leaves open, made here (and documented in README):
 * Norm and activation follow *every* conv of an up-block, including the last one that outputs
-  3 channels (so the activation shapes the output range, e.g. sigmoid -> (0, 1)).
+  3 channels (so the activation shapes the output range, e.g. sigmoid -> (0, 1)), with one
+  exception (grid version 2): instance norm never normalises the 3-channel output of a "post"
+  architecture. It would fix every image's per-channel mean and contrast to two learned
+  constants, so those 48 models could not reconstruct their input (their loss plateaus at ~0.07,
+  14x eta); no real generator normalises its RGB output either.
 * Instance norm is affine (learned scale/shift), otherwise a 3-channel output could not reach
   the image's intensity range.
 * In "pre" order the up-block is ``norm -> act -> upsample -> conv`` for its first conv and
@@ -24,6 +28,8 @@ import torch.nn as nn
 
 from fpforensics.defaults import DEFAULTS
 from fpforensics.errors import InputError
+
+GRID_VERSION = 2  # 2: no instance norm on the RGB output of "post" architectures (see above)
 
 OPTIONS: dict[str, tuple] = {
     "K": (1, 2),
@@ -153,6 +159,11 @@ def down_block(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
+def output_norm(spec: ArchitectureSpec, is_output: bool) -> str:
+    """The norm after a conv of a "post" up-block: none on the RGB output when it would be instance norm."""
+    return "none" if is_output and spec.N == "instance" else spec.N
+
+
 def up_block(spec: ArchitectureSpec, c_in: int, c_out: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     channels = [c_in] + [c_out] * spec.L
@@ -161,7 +172,8 @@ def up_block(spec: ArchitectureSpec, c_in: int, c_out: int) -> nn.Sequential:
         if spec.S == "post":
             if i == 0:
                 layers.append(upsample_layer(spec.U, c_in))
-            layers += [conv, norm_layer(spec.N, channels[i + 1]), activation_layer(spec.A)]
+            is_output = c_out == 3 and i == spec.L - 1
+            layers += [conv, norm_layer(output_norm(spec, is_output), channels[i + 1]), activation_layer(spec.A)]
         else:
             layers += [norm_layer(spec.N, channels[i]), activation_layer(spec.A)]
             if i == 0:

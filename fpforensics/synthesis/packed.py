@@ -30,6 +30,7 @@ from fpforensics.synthesis.architectures import (
     activation_layer,
     build_autoencoder,
     norm_layer,
+    output_norm,
     upsample_layer,
 )
 
@@ -58,7 +59,8 @@ def _up_block(spec: ArchitectureSpec, c_in: int, c_out: int, m: int) -> nn.Seque
         if spec.S == "post":
             if i == 0:
                 layers.append(upsample_layer(spec.U, c_in * m, groups=m))
-            layers += [conv, norm_layer(spec.N, channels[i + 1] * m), activation_layer(spec.A)]
+            is_output = c_out == 3 and i == spec.L - 1
+            layers += [conv, norm_layer(output_norm(spec, is_output), channels[i + 1] * m), activation_layer(spec.A)]
         else:
             layers += [norm_layer(spec.N, channels[i] * m), activation_layer(spec.A)]
             if i == 0:

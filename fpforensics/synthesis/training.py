@@ -1,10 +1,18 @@
 """Training synthetic models to the minimum reconstruction residual eta (METHOD 1.2).
 
-Each model learns to reconstruct random 128x128 crops of real images and stops the first time
-its batch loss is <= eta: its weights are snapshotted at that moment (the weights that produced
-the loss), so the output stays close to the real image while keeping the architecture's
-artifacts. Models that never reach eta within ``max_steps`` updates are kept with
-``reached_eta=False``.
+Each model learns to reconstruct random crops of real images and stops the first time its
+batch loss is <= eta: its weights are snapshotted at that moment (the weights that produced the
+loss), so the output stays close to the real image while keeping the architecture's artifacts.
+The models are fully convolutional, so they may train on crops smaller than the 128x128 at
+which they are used (``crop``; 64 is 3x cheaper per step on CPU); batch-norm statistics and
+the eval loss are then measured at ``calib_crop``.
+
+A model whose loss has stopped falling is finished too (``plateau_window`` > 0): the mean batch
+loss of each window of that many steps is compared with the best earlier window, and a model
+that improved by less than ``plateau_tol`` (relative) is converged. Its fingerprint will not
+change with more steps, so training it further only burns the budget. Models that neither
+reach eta nor converge within ``max_steps`` updates are kept too; all three are recorded
+(``reached_eta``, and ``steps`` < ``max_steps`` without eta means converged).
 
 Packing (many models trained as one) comes in two backends with identical results:
 
@@ -43,9 +51,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fpforensics.defaults import DEFAULTS
+from fpforensics.device import autocast, resolve_precision
 from fpforensics.errors import IncompatibleError, InputError, OutputError
 from fpforensics.io.images import LoadReport, iter_images, list_images
-from fpforensics.synthesis.architectures import ArchitectureSpec, build_autoencoder
+from fpforensics.synthesis.architectures import GRID_VERSION, ArchitectureSpec, build_autoencoder
 from fpforensics.synthesis.packed import PackedAutoencoder, select_models
 
 BACKENDS = ("auto", "grouped", "looped")
@@ -67,6 +76,10 @@ class TrainConfig:
     crop: int = int(DEFAULTS["crop_size"])
     width: int = int(DEFAULTS["synth_width"])
     calib_batches: int = 4
+    calib_crop: int = int(DEFAULTS["crop_size"])
+    plateau_window: int = 0  # 0: train to eta or max_steps only
+    plateau_tol: float = 0.02
+    grid_version: int = GRID_VERSION
 
     def validate(self) -> None:
         if not self.eta > 0:
@@ -79,8 +92,10 @@ class TrainConfig:
             raise InputError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if not self.lr > 0:
             raise InputError(f"--lr must be positive (got {self.lr})")
-        if self.crop % 4:
-            raise InputError(f"crop size must be divisible by 4 (got {self.crop})")
+        if self.crop % 4 or self.calib_crop % 4 or self.crop < 8:
+            raise InputError(f"--crop must be a multiple of 4, at least 8 (got {self.crop})")
+        if self.plateau_window < 0 or not 0 <= self.plateau_tol < 1:
+            raise InputError("--plateau-window must be >= 0 and the plateau tolerance in [0, 1)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -216,7 +231,7 @@ class _LoopedPack(_Pack):
     def losses(self, x: torch.Tensor, kind: str) -> torch.Tensor:
         outs = []
         for mod in self.models:
-            d = mod(x) - x
+            d = mod(x).float() - x
             outs.append((d.abs() if kind == "l1" else d.square()).mean())
         return torch.stack(outs)
 
@@ -243,7 +258,7 @@ class _GroupedPack(_Pack):
         self.opt = torch.optim.Adam(self.module.parameters(), lr=cfg.lr)
 
     def losses(self, x: torch.Tensor, kind: str) -> torch.Tensor:
-        return _per_model_loss(self.module(x), x, kind)
+        return _per_model_loss(self.module(x).float(), x, kind)
 
     def snapshot(self, i: int) -> dict[str, torch.Tensor]:
         out = {}
@@ -272,33 +287,68 @@ def _to(module: nn.Module, device: torch.device, channels_last: bool) -> nn.Modu
     return module.to(memory_format=torch.channels_last) if channels_last else module
 
 
+class _Plateau:
+    """Per-model window means of the batch loss; a model is converged when a window fails to improve."""
+
+    def __init__(self, n: int, window: int, tol: float) -> None:
+        self.window, self.tol = window, tol
+        self.sums = [0.0] * n
+        self.best = [float("inf")] * n
+
+    def update(self, values: list[float], step: int) -> list[bool]:
+        """Add this step's losses; at the end of a window, True for the models that converged."""
+        if self.window <= 0:
+            return [False] * len(values)
+        for j, v in enumerate(values):
+            self.sums[j] += v
+        if (step + 1) % self.window:
+            return [False] * len(values)
+        out = []
+        for j in range(len(values)):
+            mean = self.sums[j] / self.window
+            out.append(mean > self.best[j] * (1 - self.tol))
+            self.best[j] = min(self.best[j], mean)
+            self.sums[j] = 0.0
+        return out
+
+    def keep(self, keep: list[int]) -> None:
+        self.sums = [self.sums[j] for j in keep]
+        self.best = [self.best[j] for j in keep]
+
+
 def train_pack(
     spec: ArchitectureSpec, seeds: Sequence[int], data: RealData, cfg: TrainConfig,
     device: torch.device | str = "cpu", backend: str = "auto", channels_last: bool | None = None,
-    on_model: Callable[[TrainedModel], None] | None = None,
+    on_model: Callable[[TrainedModel], None] | None = None, precision: str = "auto",
 ) -> list[TrainedModel]:
     """Train the models ``(spec, seed)`` for ``seeds`` together; returned in ``seeds`` order.
 
-    Every model stops (and is snapshotted) the first step its batch loss is <= ``cfg.eta``;
-    the pack shrinks as models finish. ``channels_last`` (default: on CPU) is a memory layout
-    only, 1.4-1.7x faster for oneDNN convolutions.
+    Every model stops (and is snapshotted) the first step its batch loss is <= ``cfg.eta``, or
+    when its loss has converged (``cfg.plateau_window``); the pack shrinks as models finish.
+    ``channels_last`` (default: on CPU) is a memory layout only, 1.4-1.7x faster for oneDNN
+    convolutions. ``precision`` ``auto`` uses bf16 autocast only where the hardware runs it
+    natively (:func:`fpforensics.device.bf16_is_fast`).
     """
     device = torch.device(device)
     backend = resolve_backend(backend, device)
+    precision = resolve_precision(precision, device)
     if channels_last is None:
         channels_last = device.type == "cpu"
     seeds = list(seeds)
     t0 = time.perf_counter()
     pack: _Pack = (_GroupedPack if backend == "grouped" else _LoopedPack)(spec, seeds, cfg, device, channels_last)
     active = list(range(len(seeds)))  # position in `seeds` of each model of the pack
+    plateau = _Plateau(len(seeds), cfg.plateau_window, cfg.plateau_tol)
     done: dict[int, TrainedModel] = {}
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for step in range(cfg.max_steps + 1):
         x = data.batch(_stream_id(cfg.data_seed, step), cfg.batch_size, cfg.crop, device)
         x = x.contiguous(memory_format=fmt)
-        losses = pack.losses(x, cfg.loss)
+        with autocast(device, precision):
+            losses = pack.losses(x, cfg.loss)
         values = losses.detach().cpu().tolist()
-        finished = [j for j, v in enumerate(values) if v <= cfg.eta or step == cfg.max_steps]
+        converged = plateau.update(values, step)
+        finished = [j for j, v in enumerate(values) if v <= cfg.eta or step == cfg.max_steps or converged[j]]
         for j in finished:
             pos = active[j]
             done[pos] = TrainedModel(spec, seeds[pos], pack.snapshot(j), float(values[j]), step,
@@ -315,6 +365,7 @@ def train_pack(
         pack.opt.step()
         if finished:
             pack.keep(keep)
+            plateau.keep(keep)
             active = [active[j] for j in keep]
     results = [done[i] for i in range(len(seeds))]
     calibrate(results, data, cfg, device, backend, channels_last)
@@ -333,7 +384,7 @@ def calibrate(models: list[TrainedModel], data: RealData, cfg: TrainConfig, devi
         return
     spec = models[0].spec
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    calib = [data.batch(_stream_id(cfg.data_seed, _CALIB_OFFSET + j), cfg.batch_size, cfg.crop, device)
+    calib = [data.batch(_stream_id(cfg.data_seed, _CALIB_OFFSET + j), cfg.batch_size, cfg.calib_crop, device)
              .contiguous(memory_format=fmt) for j in range(cfg.calib_batches + 1)]
     held_out = calib.pop()
     if backend == "grouped":
@@ -456,7 +507,7 @@ def synthesize_pool(
     device: torch.device | str = "cpu", shard: tuple[int, int] = (0, 1), backend: str = "auto",
     on_start: Callable[[int, int], None] | None = None, on_model: Callable[[TrainedModel], None] | None = None,
     on_pack: Callable[[list[TrainedModel]], None] | None = None,
-    on_skip: Callable[[Path, str], None] | None = None,
+    on_skip: Callable[[Path, str], None] | None = None, precision: str = "auto",
 ) -> SynthesisSummary:
     """Train the models ``specs x seeds`` of ``shard`` into the pool file ``out`` (resumable).
 
@@ -487,7 +538,7 @@ def synthesize_pool(
         raise InputError(f"--pack-size must be at least 1 (got {pack_size})")
     all_models = [(spec, s) for spec in sorted(set(specs), key=lambda x: x.index) for s in seeds]
     mine = shard_models(all_models, *shard)
-    data = real if isinstance(real, RealData) else RealData.from_folder(real, cfg.crop, on_skip=on_skip)
+    data = real if isinstance(real, RealData) else RealData.from_folder(real, max(cfg.crop, cfg.calib_crop), on_skip=on_skip)
     config_json = cfg.to_json()
 
     parts = parts_dir(out)
@@ -523,7 +574,7 @@ def synthesize_pool(
         if packs:
             parts.mkdir(exist_ok=True)
         for spec, pack_seeds in packs:
-            trained = train_pack(spec, pack_seeds, data, cfg, device, backend, on_model=on_model)
+            trained = train_pack(spec, pack_seeds, data, cfg, device, backend, on_model=on_model, precision=precision)
             layout = state_layout(spec, cfg.width)
             records = [PoolRecord(m.spec, m.seed, m.final_loss, m.eval_loss, m.steps, m.reached_eta,
                                   flatten_state_dict(m.state_dict, layout)) for m in trained]
