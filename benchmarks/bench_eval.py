@@ -31,8 +31,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from fpforensics.evaluation.perturb import parse_perturbations
     from fpforensics.evaluation.report import EvalDataset, EvalSettings, resolve_extractors, run_report
+    from fpforensics.perturbations import parse_perturbations
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_eval_"))
     try:

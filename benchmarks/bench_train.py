@@ -24,9 +24,9 @@ from types import SimpleNamespace
 
 import torch
 
-from fpforensics.extractor.augment import Augmenter
 from fpforensics.extractor.network import FingerprintNet
 from fpforensics.extractor.training import ExtractorConfig, StepTimer, fingerprinted_spectra, train_step
+from fpforensics.perturbations import Augmenter
 from fpforensics.spectral import DnCNN, DnCNNResidual, MedianResidual
 from fpforensics.synthesis.architectures import all_architectures, build_autoencoder
 

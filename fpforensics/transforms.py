@@ -7,15 +7,20 @@ import torch.nn.functional as F
 
 
 def upscale_to_min_side(image: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize up (bicubic, aspect kept) only when the short side is below ``size`` (METHOD 1.4)."""
+    """Resize up (bicubic, aspect kept) only when the short side is below ``size`` (METHOD 1.4).
+
+    Takes one image ``(3, H, W)`` or a batch ``(B, 3, H, W)``; training uses the same function so
+    that it sees small images exactly as identification does.
+    """
     h, w = image.shape[-2:]
     short = min(h, w)
     if short >= size:
         return image
     scale = size / short
     new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
-    out = F.interpolate(image.unsqueeze(0), size=(new_h, new_w), mode="bicubic", align_corners=False)
-    return out.squeeze(0).clamp(0, 1)
+    batch = image if image.dim() == 4 else image.unsqueeze(0)
+    out = F.interpolate(batch, size=(new_h, new_w), mode="bicubic", align_corners=False).clamp(0, 1)
+    return out if image.dim() == 4 else out.squeeze(0)
 
 
 def center_crop(image: torch.Tensor, size: int) -> torch.Tensor:

@@ -13,9 +13,10 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 from typer.testing import CliRunner
 
+from fpforensics import perturbations as perturb
 from fpforensics.cli.app import app
 from fpforensics.errors import InputError
-from fpforensics.evaluation import perturb, protocols
+from fpforensics.evaluation import protocols
 
 runner = CliRunner()
 
@@ -119,8 +120,8 @@ def test_too_few_images_for_shots_is_an_input_error():
 
 def test_perturbations(photos):
     img = torch.from_numpy(photos[0][:96, :128].astype(np.float32) / 255).permute(2, 0, 1).contiguous()
-    q100 = perturb.jpeg_compress(img, 100)
-    q50 = perturb.jpeg_compress(img, 50)
+    q100 = perturb.Perturbation("jpeg", 100).apply(img)
+    q50 = perturb.Perturbation("jpeg", 50).apply(img)
     assert q50.shape == img.shape and q50.dtype == torch.float32
     assert (q50 - img).abs().mean() > 2 * (q100 - img).abs().mean() > 0
     (crop1,) = perturb.parse_perturb("crop:1.0")

@@ -2,7 +2,6 @@
 
 import io
 import json
-import random
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +10,6 @@ from PIL import Image
 
 from fpforensics.checkpoints import load_checkpoint, save_checkpoint
 from fpforensics.errors import IncompatibleError, InputError, OutputError
-from fpforensics.extractor.augment import AugmentConfig, Augmenter, jpeg_recompress, random_resized_crop
 from fpforensics.extractor.base import embed_images, load_extractor
 from fpforensics.extractor.losses import batch_hard_triplet
 from fpforensics.extractor.network import FingerprintNet, load_backbone_init
@@ -25,6 +23,7 @@ from fpforensics.extractor.training import (
     train_extractor,
 )
 from fpforensics.io.images import list_images
+from fpforensics.perturbations import KINDS, AugmentConfig, Augmenter, Perturbation, parse_perturb, quantize
 from fpforensics.synthesis.architectures import build_autoencoder, parse_grid
 
 GRID = "K=1,L=1,N=none,S=post,U=nearest|deconv,A=relu|tanh"  # 4 architectures
@@ -110,19 +109,43 @@ def test_pk_sampler_batches():
 
 
 def test_augmentations():
+    import numpy as np
+
     img = torch.rand(3, 64, 64)
-    jp = jpeg_recompress(img, 50)
+    jp = KINDS["jpeg"].apply(img, 50, None)
     assert jp.shape == img.shape and 0 < (jp - img).abs().mean() < 0.3
     buf = io.BytesIO()
     Image.fromarray((img * 255).round().byte().permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=50)
-    ref = torch.from_numpy(__import__("numpy").array(Image.open(buf))).permute(2, 0, 1).float() / 255
+    ref = torch.from_numpy(np.array(Image.open(buf))).permute(2, 0, 1).float() / 255
     assert torch.allclose(jp, ref)
-    crop = random_resized_crop(img, (0.3, 0.5), (0.75, 1.33), random.Random(0))
+    crop = KINDS["crop"].apply(img, 0.4, np.random.default_rng(0))
     assert crop.shape == img.shape and not torch.allclose(crop, img)
+    half = KINDS["resize"].apply(img, 0.5, None, kernel="lanczos")
+    assert half.shape == (3, 32, 32)
+    pil = Image.fromarray((img * 255).round().byte().permute(1, 2, 0).numpy()).resize((32, 32), Image.LANCZOS)
+    assert torch.allclose(half, torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 255)
     batch = torch.rand(4, 3, 32, 32)
     assert torch.equal(Augmenter(AugmentConfig(jpeg_p=0, crop_p=0))(batch), batch)
     a, b = Augmenter(seed=3)(batch), Augmenter(seed=3)(batch)
     assert torch.equal(a, b) and not torch.equal(a, batch)
+    # A resize chain keeps the size: shrunk images come back up, enlarged ones are cropped.
+    every = Augmenter(AugmentConfig(jpeg_p=0, crop_p=0, resize_p=1.0), seed=1)
+    out = every(batch)
+    assert out.shape == batch.shape and not torch.equal(out, batch)
+    assert torch.equal(quantize(torch.tensor([0.1234, 1.2, -0.1])), torch.tensor([31 / 255, 1.0, 0.0]))
+
+
+def test_sweep_perturbations_parse_and_are_seeded():
+    assert [p.label for p in parse_perturb("resize:0.5,1")] == ["resize:0.5", "resize:1"]
+    assert parse_perturb("resize:1")[0].is_identity and not parse_perturb("jpeg:100")[0].is_identity
+    img = torch.rand(3, 40, 40)
+    crop = Perturbation("crop", 0.5)
+    assert torch.equal(crop.apply(img, seed=1, index=2), crop.apply(img, seed=1, index=2))
+    assert not torch.equal(crop.apply(img, seed=1, index=2), crop.apply(img, seed=1, index=3))
+    assert Perturbation("resize", 0.5).apply(img).shape == (3, 20, 20)
+    for bad in ("resize:0", "resize:9", "jpeg:101", "blur:2", "jpeg"):
+        with pytest.raises(InputError):
+            parse_perturb(bad)
 
 
 def test_network_heads_and_init(tmp_path):

@@ -86,7 +86,19 @@ def extractor(
                                              help="Last N seeds of the other architectures held out."),
     max_train_models: int | None = typer.Option(None, "--max-train-models", help="Use at most N training models."),
     max_val_models: int | None = typer.Option(None, "--max-val-models", help="Validate on at most N held-out models."),
-    no_augment: bool = typer.Option(False, "--no-augment", help="No JPEG / random-resized-crop augmentation."),
+    no_augment: bool = typer.Option(False, "--no-augment", help="No augmentation at all (crop, resize, JPEG)."),
+    jpeg_p: float | None = typer.Option(None, "--jpeg-p", help="Share of images re-encoded as JPEG [default: 0.5]."),
+    jpeg_min_quality: int | None = typer.Option(None, "--jpeg-min-quality",
+                                                help="JPEG quality is drawn from this..100 [default: 60]."),
+    crop_p: float | None = typer.Option(None, "--crop-p", help="Share of images randomly cropped and resized back "
+                                        "[default: 0.5]."),
+    resize_p: float | None = typer.Option(None, "--resize-p", help="Share of images resized by a random factor "
+                                          "0.5..2 with a random kernel (nearest, bilinear, bicubic, lanczos, box) "
+                                          "[default: 0]."),
+    lowres_p: float | None = typer.Option(None, "--lowres-p", help="Share of batches generated at 64-112 px and "
+                                          "brought up to 128 as identification does for small images [default: 0]."),
+    precision: str = typer.Option("auto", "--precision", help="auto | fp32 | bf16. auto: bf16 autocast only where "
+                                  "the hardware runs bf16 natively (CUDA, CPUs with AVX-512 BF16/AMX)."),
     init: Path | None = typer.Option(
         None, "--init", help="Weights to start from: torchvision ResNet weights, or an fpt extractor (warm start)."),
     half_weights: bool = typer.Option(False, "--half-weights", help="Store the final weights in fp16 (half size)."),
@@ -116,7 +128,9 @@ def extractor(
                       steps_per_epoch=steps_per_epoch, p=models_per_batch, k=images_per_model, lr=lr, margin=margin,
                       residual=denoiser, holdout_archs=holdout_archs, holdout_seeds=holdout_seeds,
                       max_train_models=max_train_models, max_val_models=max_val_models,
-                      augment=False if no_augment else None, half_weights=half_weights or None, seed=seed)
+                      augment=False if no_augment else None, half_weights=half_weights or None, seed=seed,
+                      jpeg_p=jpeg_p, jpeg_min_quality=jpeg_min_quality, crop_p=crop_p, resize_p=resize_p,
+                      lowres_p=lowres_p)
     paths = list_images(real)
     pool = open_pool(pool)  # a missing or foreign pool fails here, before any work is announced
     device = common.get_device()
@@ -146,6 +160,7 @@ def extractor(
             common.err.print("  ".join(parts), highlight=False)
 
         result = train_extractor(pool, paths, out, cfg, device=device, resume=resume, overwrite=overwrite, init=init,
+                                 precision=precision,
                                  log_path=log, callbacks=TrainCallbacks(
                                      on_start=on_start, on_step=on_step, on_epoch=on_epoch, warn=common.warn,
                                      on_skip=lambda p, why: common.warn(f"skipped {why}")))

@@ -32,9 +32,9 @@ from fpforensics import __version__
 from fpforensics.defaults import DEFAULTS
 from fpforensics.errors import InputError, OutputError
 from fpforensics.evaluation import protocols
-from fpforensics.evaluation.perturb import CLEAN, Perturbation
 from fpforensics.io.images import load_image
 from fpforensics.io.store import atomic_file
+from fpforensics.perturbations import CLEAN, Perturbation
 
 BASELINES = ("spectral", "pixels")
 CHUNK = 16

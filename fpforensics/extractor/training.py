@@ -5,8 +5,12 @@ One step:
 1. a :class:`PKSampler` draws P training models x K real-image indices;
 2. a random 128x128 crop of each real image (photos decoded once, kept in memory as uint8);
 3. ``pool.apply`` passes each crop through its synthetic model, batched over models;
-4. optional augmentation (random resized crop, JPEG) *after* the synthetic model, as an image
-   shared on social media would be;
+4. the output is rounded to 8 bits (every real generated image is saved that way), then optional
+   augmentation (random resized crop, resize with a random factor and kernel, JPEG at a random
+   quality) *after* the synthetic model, as an image shared on social media would be. With
+   ``lowres_p`` a batch is generated small instead (the real crop is downscaled to 64-112 px,
+   the synthetic model runs at that size) and brought up to 128 with the inference path for small
+   images (bicubic), which is what every generator below 128 px goes through at identification;
 5. residual (``--denoiser``) -> log-magnitude spectrum -> ResNet -> embedding + classifier;
 6. loss = cross-entropy over training models + batch-hard triplet (margin 0.3) on the embedding.
 
@@ -33,7 +37,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -44,8 +47,8 @@ import torch.nn.functional as F
 
 from fpforensics.checkpoints import load_checkpoint, save_checkpoint
 from fpforensics.defaults import DEFAULTS
+from fpforensics.device import autocast, resolve_precision
 from fpforensics.errors import IncompatibleError, InputError
-from fpforensics.extractor.augment import AugmentConfig, Augmenter
 from fpforensics.extractor.base import l2_normalize
 from fpforensics.extractor.denoiser_training import load_photos, refuse_existing
 from fpforensics.extractor.losses import batch_hard_triplet
@@ -59,6 +62,7 @@ from fpforensics.extractor.network import (
 )
 from fpforensics.extractor.sampler import PKSampler
 from fpforensics.extractor.trained import TrainedExtractor, identity_of_state, residual_to_payload
+from fpforensics.perturbations import AugmentConfig, Augmenter, quantize
 from fpforensics.spectral import ResidualExtractor, build_residual, log_magnitude_spectrum
 
 CROP = int(DEFAULTS["crop_size"])
@@ -81,7 +85,11 @@ class ExtractorConfig:
     triplet_weight: float = 1.0
     augment: bool = True
     jpeg_p: float = 0.5
+    jpeg_min_quality: int = 60
     crop_p: float = 0.5
+    resize_p: float = 0.0
+    lowres_p: float = 0.0
+    quantize: bool = True
     holdout_archs: str = "4"  # a count, or an --arch-grid expression
     holdout_seeds: int = 1  # the last N seeds of the other architectures
     max_train_models: int = 0  # 0 = all
@@ -104,7 +112,9 @@ class ExtractorConfig:
             (self.lr > 0, "--lr must be > 0"),
             (0 <= self.warmup_fraction < 1, "warm-up fraction must be in [0, 1)"),
             (self.margin >= 0, "--margin must be >= 0"),
-            (0 <= self.jpeg_p <= 1 and 0 <= self.crop_p <= 1, "augmentation probabilities must be in [0, 1]"),
+            (all(0 <= v <= 1 for v in (self.jpeg_p, self.crop_p, self.resize_p, self.lowres_p)),
+             "augmentation probabilities must be in [0, 1]"),
+            (1 <= self.jpeg_min_quality <= 100, "--jpeg-min-quality must be in 1..100"),
             (self.holdout_seeds >= 0, "--holdout-seeds must be >= 0"),
             (self.val_shots >= 1 and self.val_queries >= 1, "--val-shots and --val-queries must be >= 1"),
             (0 < self.val_real_fraction < 1, "--val-real-fraction must be in (0, 1)"),
@@ -125,7 +135,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Settings a resumed run must share with the run it continues.
 _RESUME_KEYS = ("backbone", "embedding_dim", "epochs", "steps_per_epoch", "p", "k", "lr", "weight_decay",
                 "warmup_fraction", "holdout_archs", "holdout_seeds", "max_train_models", "max_val_models", "seed",
-                "residual", "augment")
+                "residual", "augment", "jpeg_p", "jpeg_min_quality", "crop_p", "resize_p", "lowres_p", "quantize")
 
 
 def make_config(preset: str = "paper", **overrides: Any) -> ExtractorConfig:
@@ -269,8 +279,22 @@ def open_pool(path: Any):
 # ------------------------------------------------------------------------------------ the step
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+LOWRES_SIZES = (64, 80, 96, 112)  # generator sizes simulated with lowres_p (multiples of 4: K=2 models)
+
+
+def draw_lowres(cfg: ExtractorConfig, gen: torch.Generator) -> int:
+    """0 (generate at 128) or the size this batch's synthetic models generate at; a function of ``gen``."""
+    if cfg.lowres_p <= 0:
+        return 0
+    u, i = torch.rand(1, generator=gen).item(), int(torch.randint(len(LOWRES_SIZES), (1,), generator=gen))
+    return LOWRES_SIZES[i] if u < cfg.lowres_p else 0
+
+
+def make_augmenter(cfg: ExtractorConfig) -> Augmenter | None:
+    if not cfg.augment:
+        return None
+    return Augmenter(AugmentConfig(jpeg_p=cfg.jpeg_p, jpeg_quality=(cfg.jpeg_min_quality, 100), crop_p=cfg.crop_p,
+                                   resize_p=cfg.resize_p))
 
 
 class StepTimer:
@@ -298,13 +322,31 @@ class StepTimer:
             torch.cuda.synchronize(self.device)
 
 
+def fingerprinted_images(pool, pool_ids: torch.Tensor, crops: torch.Tensor, device: torch.device,
+                         lowres: int = 0, to_8bit: bool = True) -> torch.Tensor:
+    """Real crops -> synthetic models -> 8-bit images, as saved by a generator (at ``lowres`` px, then
+    brought up to the crop size by the inference path for small images)."""
+    from fpforensics.transforms import upscale_to_min_side
+
+    size = crops.shape[-1]
+    x = crops.to(device)
+    if lowres:
+        x = F.interpolate(x, size=(lowres, lowres), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    x = pool.apply(pool_ids, x, device)
+    if to_8bit:
+        x = quantize(x)
+    if lowres:
+        x = upscale_to_min_side(x, size)
+    return x
+
+
 def fingerprinted_spectra(pool, pool_ids: torch.Tensor, crops: torch.Tensor, residual: ResidualExtractor,
                           device: torch.device, augmenter: Augmenter | None = None,
-                          timer: StepTimer | None = None) -> torch.Tensor:
-    """Real crops -> synthetic models -> (augmentation) -> residual -> log-magnitude spectrum."""
+                          timer: StepTimer | None = None, lowres: int = 0, to_8bit: bool = True) -> torch.Tensor:
+    """Real crops -> synthetic models -> 8-bit -> (augmentation) -> residual -> log-magnitude spectrum."""
     timer = timer or StepTimer(device)
     with torch.no_grad():
-        x = pool.apply(pool_ids, crops.to(device), device)
+        x = fingerprinted_images(pool, pool_ids, crops, device, lowres, to_8bit)
         timer.lap("synthetic")
         if augmenter is not None:
             x = augmenter(x)
@@ -315,11 +357,15 @@ def fingerprinted_spectra(pool, pool_ids: torch.Tensor, crops: torch.Tensor, res
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, spec: torch.Tensor, labels: torch.Tensor,
-               cfg: ExtractorConfig, device: torch.device, timer: StepTimer | None = None) -> dict[str, float]:
-    """One optimisation step on spectra; returns the numbers that are logged."""
-    if device.type == "cuda":
-        spec = spec.contiguous(memory_format=torch.channels_last)
-    with _autocast(device):
+               cfg: ExtractorConfig, device: torch.device, timer: StepTimer | None = None,
+               precision: str = "fp32") -> dict[str, float]:
+    """One optimisation step on spectra; returns the numbers that are logged.
+
+    channels_last is a memory layout only (1.9x on CPU for ResNet-18 at 128 px, docs/benchmarks.md);
+    ``precision`` ``bf16`` runs the network under autocast, losses in fp32.
+    """
+    spec = spec.contiguous(memory_format=torch.channels_last)
+    with autocast(device, precision):
         emb, logits = model(spec)
     ce = F.cross_entropy(logits.float(), labels)
     trip = batch_hard_triplet(emb.float(), labels, cfg.margin)
@@ -343,7 +389,7 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, spec: torch.Tensor,
 @torch.no_grad()
 def zero_shot_validation(net: FingerprintNet, residual: ResidualExtractor, pool, split: ModelSplit,
                          val_crops: torch.Tensor, shots: int, device: torch.device,
-                         batch_size: int = 64) -> dict[str, float]:
+                         batch_size: int = 64, precision: str = "fp32", to_8bit: bool = True) -> dict[str, float]:
     """10-shot identification among held-out models (the honest generalization signal)."""
     was_training = net.training
     net.eval()
@@ -355,8 +401,8 @@ def zero_shot_validation(net: FingerprintNet, residual: ResidualExtractor, pool,
         for start in range(0, n_crops, batch_size):
             chunk = val_crops[start:start + batch_size]
             ids = torch.full((chunk.shape[0],), pid, dtype=torch.long)
-            x = pool.apply(ids, chunk.to(device), device)
-            with _autocast(device):
+            x = fingerprinted_images(pool, ids, chunk, device, to_8bit=to_8bit)
+            with autocast(device, precision):
                 rows.append(ext.embed_crops(x).float().cpu())
         embs.append(l2_normalize(torch.cat(rows)))
     net.train(was_training)
@@ -453,6 +499,7 @@ def train_extractor(
     init: str | Path | None = None,
     log_path: str | Path | None = None,
     callbacks: TrainCallbacks | None = None,
+    precision: str = "auto",
 ) -> TrainResult:
     """Train an extractor and write it to ``out`` (kind ``extractor``); see the module docstring."""
     cfg = cfg or ExtractorConfig()
@@ -494,9 +541,8 @@ def train_extractor(
     if init_weights is not None:
         check_init_keeps_zero_shot(init_weights, split, warn=cb.warn if main else None)
         load_backbone_init(net, init_weights)
-    net = net.to(device)
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
+    net = net.to(device).to(memory_format=torch.channels_last)
+    precision = resolve_precision(precision, device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     p_eff = min(cfg.p, len(split.train))
     steps_per_epoch = cfg.steps_per_epoch or math.ceil(len(split.train) / p_eff)
@@ -530,7 +576,8 @@ def train_extractor(
     if main and start_epoch == 0:
         # Epoch 0: the untrained network's zero-shot accuracy, the baseline training must beat.
         history = [{"epoch": 0, "step": 0, **zero_shot_validation(net, residual, pool, split, val_crops,
-                                                                   cfg.val_shots, device), "time": time.time()}]
+                                                                   cfg.val_shots, device, precision=precision,
+                                                                   to_8bit=cfg.quantize), "time": time.time()}]
         if cb.on_epoch:
             cb.on_epoch(history[0])
     if main:  # the log always matches the checkpoint: epochs after the last checkpoint are re-run
@@ -542,7 +589,7 @@ def train_extractor(
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    augmenter = Augmenter(AugmentConfig(jpeg_p=cfg.jpeg_p, crop_p=cfg.crop_p)) if cfg.augment else None
+    augmenter = make_augmenter(cfg)
     pool_ids = torch.tensor(split.train, dtype=torch.long)
     if main and cb.on_start:
         cb.on_start(total, start_epoch * steps_per_epoch)
@@ -560,8 +607,9 @@ def train_extractor(
         for _ in range(steps_per_epoch):
             labels, img_idx = sampler.next_batch()
             crops = train_real.crops(img_idx.tolist(), gen)
-            spec = fingerprinted_spectra(pool, pool_ids[labels], crops, residual, device, augmenter)
-            stats = train_step(model, opt, spec, labels.to(device), cfg, device)
+            spec = fingerprinted_spectra(pool, pool_ids[labels], crops, residual, device, augmenter,
+                                         lowres=draw_lowres(cfg, gen), to_8bit=cfg.quantize)
+            stats = train_step(model, opt, spec, labels.to(device), cfg, device, precision=precision)
             sched.step()
             step += 1
             n_images += len(labels)
@@ -576,7 +624,8 @@ def train_extractor(
                                   "lr": opt.param_groups[0]["lr"],
                                   "images_per_s": n_images * world / max(1e-9, time.perf_counter() - t0)}
         if main:
-            record.update(zero_shot_validation(net, residual, pool, split, val_crops, cfg.val_shots, device))
+            record.update(zero_shot_validation(net, residual, pool, split, val_crops, cfg.val_shots, device,
+                                               precision=precision, to_8bit=cfg.quantize))
             record["time"] = time.time()
             history.append(record)
             with open(log_path, "a", encoding="utf-8") as fh:
