@@ -105,3 +105,17 @@ def test_cli_denoiser_needs_two_photos(photo_dir, tmp_path):
     empty.mkdir()
     res = runner.invoke(app, ["train", "denoiser", "--real", str(empty), "--out", str(tmp_path / "x.pt")])
     assert res.exit_code == 2 and "no images found" in res.stderr
+
+
+def test_blind_training_reports_psnr_per_level_against_the_median(photo_dir, tmp_path):
+    cfg = DenoiserConfig(sigma=10, sigma_max=30, steps=60, lr=3e-3, val_fraction=0.25, **TINY)
+    res = train_denoiser(list_images(photo_dir), tmp_path / "b.pt", cfg)
+    by_sigma = {r["sigma"]: r for r in res.levels}
+    assert set(by_sigma) == {1.0, 2.0, 3.0, 5.0, 10.0, 30.0}
+    # The noisy PSNR follows the noise level; at sigma 30 even a tiny blind DnCNN beats doing nothing.
+    assert by_sigma[30.0]["noisy"] == pytest.approx(20 * torch.log10(torch.tensor(255 / 30)).item(), abs=0.3)
+    assert by_sigma[30.0]["dncnn"] > by_sigma[30.0]["noisy"] + 0.5
+    assert all(r["median3x3"] > 0 for r in res.levels)
+    assert load_checkpoint(tmp_path / "b.pt", kind="dncnn")["levels"] == res.levels
+    with pytest.raises(InputError, match="sigma-max"):
+        DenoiserConfig(sigma=5, sigma_max=2).validate()

@@ -43,6 +43,7 @@ class DenoiserConfig:
     """Everything that defines a denoiser training run (stored in the checkpoint)."""
 
     sigma: float = float(DEFAULTS["denoiser_sigma"])  # on the 0..255 scale
+    sigma_max: float = 0.0  # > sigma: blind training, each patch's sigma drawn uniformly in [sigma, sigma_max]
     depth: int = int(DEFAULTS["dncnn_depth"])
     channels: int = int(DEFAULTS["dncnn_channels"])
     patch: int = 40
@@ -58,6 +59,7 @@ class DenoiserConfig:
     def validate(self) -> None:
         checks = [
             (self.sigma > 0, "--sigma must be > 0"),
+            (self.sigma_max == 0 or self.sigma_max > self.sigma, "--sigma-max must be 0 (off) or above --sigma"),
             (self.depth >= 3, "--depth must be at least 3"),
             (self.channels >= 1, "--channels must be >= 1"),
             (self.patch >= 8, "--patch must be at least 8"),
@@ -84,6 +86,7 @@ class DenoiserResult:
     val_images: int
     seconds: float
     final_loss: float
+    levels: list[dict[str, float]] | None = None  # held-out PSNR per sigma: noisy, median 3x3, DnCNN
 
     @property
     def psnr_gain(self) -> float:
@@ -92,7 +95,8 @@ class DenoiserResult:
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "steps": self.steps, "psnr_noisy": self.psnr_noisy,
                 "psnr_denoised": self.psnr_denoised, "psnr_gain": self.psnr_gain, "train_images": self.train_images,
-                "val_images": self.val_images, "seconds": self.seconds, "final_loss": self.final_loss}
+                "val_images": self.val_images, "seconds": self.seconds, "final_loss": self.final_loss,
+                "levels": self.levels}
 
 
 def load_photos(paths: Sequence[Path], min_side: int, on_skip: Callable[[Path, str], None] | None = None
@@ -155,6 +159,25 @@ def evaluate_denoiser(net: DnCNN, clean: torch.Tensor, noise: torch.Tensor, devi
     return psnr(clean + noise, clean), psnr(torch.cat(denoised), clean)
 
 
+@torch.no_grad()
+def psnr_by_level(net: DnCNN, clean: torch.Tensor, sigmas: Sequence[float], device: torch.device,
+                  seed: int = 0) -> list[dict[str, float]]:
+    """Held-out PSNR (dB) at each noise level of the noisy input, the 3x3 median and the DnCNN.
+
+    The median is the training-free residual the extractor uses by default: the DnCNN is only
+    worth its cost at the levels where it beats it.
+    """
+    from fpforensics.spectral import median3x3
+
+    rows = []
+    for sigma in sigmas:
+        noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed + int(sigma * 1000))) * (sigma / 255)
+        noisy, dncnn = evaluate_denoiser(net, clean, noise, device)
+        rows.append({"sigma": float(sigma), "noisy": noisy, "median3x3": psnr(median3x3(clean + noise), clean),
+                     "dncnn": dncnn})
+    return rows
+
+
 def refuse_existing(out: Path, resume: bool, overwrite: bool) -> None:
     """Never silently replace a finished or half-trained weight file."""
     if out.exists() and not resume and not overwrite:
@@ -214,7 +237,7 @@ def train_denoiser(
         if "optimizer" not in state:
             raise InputError(f"{out}: has no optimizer state, cannot resume")
         saved = state.get("config", {})
-        for key in ("sigma", "depth", "channels", "patch", "batch_size", "steps", "lr", "seed"):
+        for key in ("sigma", "sigma_max", "depth", "channels", "patch", "batch_size", "steps", "lr", "seed"):
             if key in saved and saved[key] != getattr(cfg, key):
                 raise IncompatibleError(f"{out}: was started with {key}={saved[key]}, now {getattr(cfg, key)}; "
                                         "use the same settings to resume")
@@ -232,7 +255,10 @@ def train_denoiser(
         # Per-step generator: a resumed run draws exactly the patches the uninterrupted one would.
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         x = random_patches(train, cfg.batch_size, cfg.patch, gen).to(device)
-        n = (torch.randn(x.shape, generator=gen) * (cfg.sigma / 255.0)).to(device)
+        sigma = torch.full((x.shape[0], 1, 1, 1), cfg.sigma)
+        if cfg.sigma_max:
+            sigma = cfg.sigma + torch.rand(sigma.shape, generator=gen) * (cfg.sigma_max - cfg.sigma)
+        n = (torch.randn(x.shape, generator=gen) * (sigma / 255.0)).to(device)
         loss = F.mse_loss(net(x + n) * scale, n * scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -249,9 +275,11 @@ def train_denoiser(
                                                       "scheduler": sched.state_dict()}), out, kind="dncnn")
 
     psnr_noisy, psnr_denoised = evaluate_denoiser(net, clean, noise, device)
+    levels = sorted({1.0, 2.0, 3.0, 5.0, 10.0, cfg.sigma} | ({cfg.sigma_max} if cfg.sigma_max else set()))
     result = DenoiserResult(out, step, psnr_noisy, psnr_denoised, len(train), len(val),
-                            time.perf_counter() - started, loss_value)
-    save_checkpoint(_payload(net, cfg, step, {
+                            time.perf_counter() - started, loss_value,
+                            psnr_by_level(net, clean, levels, device, cfg.seed))
+    save_checkpoint(_payload(net, cfg, step, {"levels": result.levels,
         "complete": True, "psnr_noisy": psnr_noisy, "psnr_denoised": psnr_denoised,
         "psnr_gain": result.psnr_gain, "train_images": len(train), "val_images": len(val), "final_loss": loss_value,
     }), out, kind="dncnn")
