@@ -114,7 +114,7 @@ def bench_embedding(args, device) -> tuple[list[tuple[str, float]], float]:
 def show(title: str, rows: list[tuple[str, float]]) -> None:
     base = rows[0][1]
     print(f"\n{title}")
-    print(f"| variant | images/s | vs fp32 |\n|---|---:|---:|")
+    print("| variant | images/s | vs fp32 |\n|---|---:|---:|")
     for name, rate in rows:
         print(f"| {name} | {rate:.1f} | {rate / base:.2f}x |")
 
