@@ -51,7 +51,7 @@ def bench_extractor_step(args, device) -> list[tuple[str, float]]:
         x = layout(torch.randn(args.batch, 3, 128, 128, device=device), cl)
         y = torch.arange(args.batch, device=device) % (args.batch // 4)
 
-        def step():
+        def step(net=net, opt=opt, x=x, y=y, precision=precision):
             with autocast(device, precision):
                 emb, logits = net(x)
             loss = F.cross_entropy(logits.float(), y) + batch_hard_triplet(emb.float(), y, 0.3).loss
@@ -74,7 +74,7 @@ def bench_synthesis_step(args, device, crop: int) -> list[tuple[str, float]]:
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         x = layout(torch.rand(8, 3, crop, crop, device=device), cl)
 
-        def step():
+        def step(model=model, opt=opt, x=x, precision=precision):
             with autocast(device, precision):
                 out = model(x)
             loss = (out.float() - x).square().mean()
@@ -99,7 +99,7 @@ def bench_embedding(args, device) -> tuple[list[tuple[str, float]], float]:
         net = ext.net.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
         x = layout(crops, cl)
 
-        def run():
+        def run(x=x, precision=precision):
             with autocast(device, precision):
                 return ext.embed_crops(x)
 
