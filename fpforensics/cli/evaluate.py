@@ -25,7 +25,8 @@ def evaluate(
     max_images: int = typer.Option(None, "--max-images-per-model", "-n", min=1, show_default=False,
                                    help="Use at most this many images per model (seeded choice) to keep runs short."),
     perturb: list[str] = typer.Option(None, "--perturb", "-p", show_default=False,
-                                      help="Robustness sweep, repeatable: jpeg:100,90,80 (quality), resize:0.5 (factor, bicubic) or crop:1.0,0.9 (area share)."),
+                                      help="Robustness sweep, repeatable: jpeg:100,90,80 (quality), resize:0.5 (factor, "
+                                           "bicubic) or crop:1.0,0.9 (area share)."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Skip the PNG figures (numbers only)."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Crops per forward pass."),
     pool: Path = typer.Option(None, "--pool", help="Synthetic benchmark: pool file from `fpt synthesize`.",
