@@ -66,6 +66,15 @@ class MedianResidual(ResidualExtractor):
         return x - median3x3(x)
 
 
+class NoResidual(ResidualExtractor):
+    """No denoiser: the spectrum of the image itself (the ablation that shows what a residual adds)."""
+
+    identity = "none"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 class DnCNN(nn.Module):
     """DnCNN (Zhang et al. 2017): conv+ReLU, (depth-2) x conv+BN+ReLU, conv; predicts the noise."""
 
@@ -113,10 +122,12 @@ def load_dncnn(path: str | Path) -> DnCNNResidual:
 
 
 def build_residual(spec: str | Path | None = "default") -> ResidualExtractor:
-    """``default`` (shipped DnCNN when present, else median), ``median``, ``dncnn`` or a weights path."""
+    """``default`` (shipped DnCNN when present, else median), ``median``, ``none``, ``dncnn`` or a weights path."""
     spec = "default" if spec is None else str(spec)
     if spec == "median":
         return MedianResidual()
+    if spec == "none":
+        return NoResidual()
     if spec == "default":
         return load_dncnn(DEFAULT_DNCNN_PATH) if DEFAULT_DNCNN_PATH.exists() else MedianResidual()
     if spec == "dncnn":

@@ -101,3 +101,14 @@ def test_grid_crops_cover_image_equally_spaced():
     small = grid_crops(torch.rand(3, 64, 64), 128, 3)
     assert small.shape == (1, 3, 128, 128)
     assert center_crop(torch.rand(3, 64, 96), 128).shape == (3, 128, 128)
+
+
+def test_no_residual_is_the_image_itself_and_round_trips_through_a_checkpoint_payload():
+    from fpforensics.extractor.trained import residual_from_payload, residual_to_payload
+    from fpforensics.spectral import NoResidual, build_residual
+
+    x = torch.rand(2, 3, 16, 16)
+    none = build_residual("none")
+    assert isinstance(none, NoResidual) and torch.equal(none(x), x) and none.identity == "none"
+    assert residual_from_payload(residual_to_payload(none)).identity == "none"
+    assert residual_from_payload(residual_to_payload(build_residual("median"))).identity == "median3x3"

@@ -91,7 +91,8 @@ def extractor(
     lr: float | None = typer.Option(None, "--lr", help="AdamW peak learning rate (paper: 1e-4), warm-up + cosine."),
     margin: float | None = typer.Option(None, "--margin", help="Triplet margin (paper: 0.3)."),
     denoiser: str | None = typer.Option(None, "--denoiser",
-                                        help="Residual: default | median | dncnn | PATH to DnCNN weights."),
+                                        help="Residual: default | median | none (spectrum of the image itself) | "
+                                             "dncnn | PATH to DnCNN weights."),
     holdout_archs: str | None = typer.Option(None, "--holdout-archs",
                                              help="Architectures held out for zero-shot validation: a count or a "
                                                   "grid expression (e.g. U=deconv)."),

@@ -21,7 +21,14 @@ from fpforensics.checkpoints import load_checkpoint, state_dict_digest
 from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.extractor.base import Extractor
 from fpforensics.extractor.network import BACKBONES, INPUT_TRANSFORM, FingerprintNet
-from fpforensics.spectral import DnCNN, DnCNNResidual, MedianResidual, ResidualExtractor, log_magnitude_spectrum
+from fpforensics.spectral import (
+    DnCNN,
+    DnCNNResidual,
+    MedianResidual,
+    NoResidual,
+    ResidualExtractor,
+    log_magnitude_spectrum,
+)
 
 
 def residual_to_payload(residual: ResidualExtractor) -> dict[str, Any]:
@@ -32,6 +39,8 @@ def residual_to_payload(residual: ResidualExtractor) -> dict[str, Any]:
                 "state_dict": {k: v.detach().cpu() for k, v in residual.net.state_dict().items()}}
     if isinstance(residual, MedianResidual):
         return {"kind": "median", "identity": residual.identity}
+    if isinstance(residual, NoResidual):
+        return {"kind": "none", "identity": residual.identity}
     raise InputError(f"residual '{residual.identity}' cannot be stored in an extractor checkpoint")
 
 
@@ -39,6 +48,8 @@ def residual_from_payload(payload: dict[str, Any], path: str | Path = "") -> Res
     kind = payload.get("kind")
     if kind == "median":
         return MedianResidual()
+    if kind == "none":
+        return NoResidual()
     if kind == "dncnn":
         net = DnCNN(depth=int(payload["depth"]), channels=int(payload["channels"]))
         try:
