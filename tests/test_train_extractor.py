@@ -391,3 +391,23 @@ def test_cli_extractor_empty_real(tmp_path):
     res = CliRunner().invoke(app, ["train", "extractor", "--pool", str(tmp_path / "p.h5"), "--real",
                                    str(tmp_path / "empty"), "--out", str(tmp_path / "e.pt")])
     assert res.exit_code == 2 and "no images found" in res.stderr
+
+
+def test_real_class_low_res_and_resize_recipe(pool, photo_dir, tmp_path):
+    """The real-photo class, small generators and resize augmentation train end to end and are recorded."""
+    from fpforensics.extractor.training import REAL_ID, fingerprinted_images
+
+    crops = torch.rand(4, 3, 32, 32)
+    ids = torch.tensor([0, REAL_ID, 1, REAL_ID])
+    out = fingerprinted_images(pool, ids, crops, torch.device("cpu"), lowres=0, to_8bit=True)
+    assert torch.equal(out[1], quantize(crops[1])) and torch.equal(out[3], quantize(crops[3]))
+    assert not torch.equal(out[0], quantize(crops[0]))
+    assert torch.equal(out * 255, (out * 255).round())  # every pixel on the 8-bit grid
+    small = fingerprinted_images(pool, ids, crops, torch.device("cpu"), lowres=16, to_8bit=True)
+    assert small.shape == crops.shape  # generated at 16 px, brought back up to 32 like a small image
+    cfg = make_config("paper", **{**MICRO, "p": 3, "real_class": True, "lowres_p": 1.0, "resize_p": 1.0, "epochs": 1})
+    train_extractor(pool, list_images(photo_dir), tmp_path / "r.pt", cfg)
+    ckpt = load_checkpoint(tmp_path / "r.pt", kind="extractor")
+    assert ckpt["config"]["real_class"] and ckpt["config"]["lowres_p"] == 1.0
+    with pytest.raises(InputError, match="--p must be at least 2 \\(3 with --real-class\\)"):
+        make_config("paper", **{**MICRO, "p": 2, "real_class": True})

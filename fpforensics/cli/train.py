@@ -113,6 +113,8 @@ def extractor(
                                           "brought up to 128 as identification does for small images [default: 0]."),
     precision: str = typer.Option("auto", "--precision", help="auto | fp32 | bf16. auto: bf16 autocast only where "
                                   "the hardware runs bf16 natively (CUDA, CPUs with AVX-512 BF16/AMX)."),
+    real_class: bool = typer.Option(False, "--real-class", help="Train real photos (through no synthetic model) as "
+                                    "one more class in every batch, so that they embed apart from generators."),
     init: Path | None = typer.Option(
         None, "--init", help="Weights to start from: torchvision ResNet weights, or an fpt extractor (warm start)."),
     half_weights: bool = typer.Option(False, "--half-weights", help="Store the final weights in fp16 (half size)."),
@@ -144,7 +146,7 @@ def extractor(
                       max_train_models=max_train_models, max_val_models=max_val_models,
                       augment=False if no_augment else None, half_weights=half_weights or None, seed=seed,
                       jpeg_p=jpeg_p, jpeg_min_quality=jpeg_min_quality, crop_p=crop_p, resize_p=resize_p,
-                      lowres_p=lowres_p)
+                      lowres_p=lowres_p, real_class=real_class or None)
     paths = list_images(real)
     pool = open_pool(pool)  # a missing or foreign pool fails here, before any work is announced
     device = common.get_device()

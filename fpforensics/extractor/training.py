@@ -90,6 +90,7 @@ class ExtractorConfig:
     resize_p: float = 0.0
     lowres_p: float = 0.0
     quantize: bool = True
+    real_class: bool = False  # real photos (no synthetic model) as one more class in every batch
     holdout_archs: str = "4"  # a count, or an --arch-grid expression
     holdout_seeds: int = 1  # the last N seeds of the other architectures
     max_train_models: int = 0  # 0 = all
@@ -107,7 +108,7 @@ class ExtractorConfig:
             (self.embedding_dim >= 0, "--embedding-dim must be >= 0"),
             (self.epochs >= 1, "--epochs must be >= 1"),
             (self.steps_per_epoch >= 0, "--steps-per-epoch must be >= 0"),
-            (self.p >= 2, "--p must be at least 2"),
+            (self.p >= 2 + int(self.real_class), "--p must be at least 2 (3 with --real-class)"),
             (self.k >= 2, "--k must be at least 2"),
             (self.lr > 0, "--lr must be > 0"),
             (0 <= self.warmup_fraction < 1, "warm-up fraction must be in [0, 1)"),
@@ -135,7 +136,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Settings a resumed run must share with the run it continues.
 _RESUME_KEYS = ("backbone", "embedding_dim", "epochs", "steps_per_epoch", "p", "k", "lr", "weight_decay",
                 "warmup_fraction", "holdout_archs", "holdout_seeds", "max_train_models", "max_val_models", "seed",
-                "residual", "augment", "jpeg_p", "jpeg_min_quality", "crop_p", "resize_p", "lowres_p", "quantize")
+                "residual", "augment", "jpeg_p", "jpeg_min_quality", "crop_p", "resize_p", "lowres_p", "quantize", "real_class")
 
 
 def make_config(preset: str = "paper", **overrides: Any) -> ExtractorConfig:
@@ -279,6 +280,7 @@ def open_pool(path: Any):
 # ------------------------------------------------------------------------------------ the step
 
 
+REAL_ID = -1  # pool id of the "real photo" class (``real_class``): the crop itself
 LOWRES_SIZES = (64, 80, 96, 112)  # generator sizes simulated with lowres_p (multiples of 4: K=2 models)
 
 
@@ -332,7 +334,14 @@ def fingerprinted_images(pool, pool_ids: torch.Tensor, crops: torch.Tensor, devi
     x = crops.to(device)
     if lowres:
         x = F.interpolate(x, size=(lowres, lowres), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-    x = pool.apply(pool_ids, x, device)
+    real = torch.as_tensor(pool_ids) < 0  # REAL_ID: the photo itself, no synthetic model
+    if real.any():
+        x = x.clone()
+        fake = (~real).nonzero(as_tuple=True)[0]
+        if len(fake):
+            x[fake.to(device)] = pool.apply(torch.as_tensor(pool_ids)[fake], x[fake.to(device)], device)
+    else:
+        x = pool.apply(pool_ids, x, device)
     if to_8bit:
         x = quantize(x)
     if lowres:
@@ -537,7 +546,7 @@ def train_extractor(
 
     residual = build_residual(cfg.residual).to(device).eval()
     torch.manual_seed(cfg.seed)
-    net = FingerprintNet(cfg.backbone, cfg.embedding_dim, num_classes=len(split.train))
+    net = FingerprintNet(cfg.backbone, cfg.embedding_dim, num_classes=len(split.train) + int(cfg.real_class))
     if init_weights is not None:
         check_init_keeps_zero_shot(init_weights, split, warn=cb.warn if main else None)
         load_backbone_init(net, init_weights)
@@ -590,7 +599,7 @@ def train_extractor(
 
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     augmenter = make_augmenter(cfg)
-    pool_ids = torch.tensor(split.train, dtype=torch.long)
+    pool_ids = torch.tensor(split.train + ([REAL_ID] if cfg.real_class else []), dtype=torch.long)
     if main and cb.on_start:
         cb.on_start(total, start_epoch * steps_per_epoch)
 
@@ -598,7 +607,7 @@ def train_extractor(
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         epoch_seed = (cfg.seed * 1_000_003 + epoch) * 1009 + rank
         gen = torch.Generator().manual_seed(epoch_seed)
-        sampler = PKSampler(len(split.train), len(train_real), cfg.p, cfg.k, gen)
+        sampler = PKSampler(len(split.train), len(train_real), cfg.p - int(cfg.real_class), cfg.k, gen)
         if augmenter is not None:
             augmenter.reseed(epoch_seed)
         net.train()
@@ -606,6 +615,9 @@ def train_extractor(
         t0, n_images = time.perf_counter(), 0
         for _ in range(steps_per_epoch):
             labels, img_idx = sampler.next_batch()
+            if cfg.real_class:  # the real class is in every batch: K photos through no synthetic model
+                labels = torch.cat([labels, torch.full((cfg.k,), len(split.train), dtype=torch.long)])
+                img_idx = torch.cat([img_idx, torch.randint(len(train_real), (cfg.k,), generator=gen)])
             crops = train_real.crops(img_idx.tolist(), gen)
             spec = fingerprinted_spectra(pool, pool_ids[labels], crops, residual, device, augmenter,
                                          lowres=draw_lowres(cfg, gen), to_8bit=cfg.quantize)
