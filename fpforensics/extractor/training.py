@@ -136,7 +136,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Settings a resumed run must share with the run it continues.
 _RESUME_KEYS = ("backbone", "embedding_dim", "epochs", "steps_per_epoch", "p", "k", "lr", "weight_decay",
                 "warmup_fraction", "holdout_archs", "holdout_seeds", "max_train_models", "max_val_models", "seed",
-                "residual", "augment", "jpeg_p", "jpeg_min_quality", "crop_p", "resize_p", "lowres_p", "quantize", "real_class")
+                "residual", "augment", "jpeg_p", "jpeg_min_quality", "crop_p", "resize_p", "lowres_p", "quantize",
+                "real_class")
 
 
 def make_config(preset: str = "paper", **overrides: Any) -> ExtractorConfig:
