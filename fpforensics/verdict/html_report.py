@@ -79,9 +79,10 @@ class ReportEntry:
         return cls(**d)
 
 
-def _data_uri(img: Image.Image) -> str:
+def _data_uri(img: Image.Image, lossless: bool = False) -> str:
+    """PNG for small or enlarged (pixel-exact) pictures, JPEG for the rest: the file stays small."""
     buf = io.BytesIO()
-    if img.width * img.height <= CROP * CROP or img.mode != "RGB":
+    if lossless or img.width * img.height <= CROP * CROP or img.mode != "RGB":
         img.save(buf, format="PNG", optimize=True)
         mime = "image/png"
     else:
@@ -202,7 +203,8 @@ def _card(entry: ReportEntry) -> str:
     figures = []
     if image is not None:
         h, w = image.shape[-2:]
-        figures.append(f'<figure><img class="pix" alt="query image" src="{_data_uri(thumbnail(image))}">'
+        thumb = _data_uri(thumbnail(image), lossless=max(h, w) < THUMB // 2)
+        figures.append(f'<figure><img class="pix" alt="query image" src="{thumb}">'
                        f"{w} x {h} px</figure>")
         figures.append(f'<figure><img alt="residual spectrum" src="{_data_uri(spectrum_picture(image))}">'
                        "residual spectrum (log magnitude)</figure>")

@@ -79,33 +79,40 @@ def to_tensor(image) -> torch.Tensor:
 
 
 @torch.no_grad()
-def residual_stats(image, grid: int = GRID) -> dict:
-    """Statistics of the median residual on the embedding's crops, in 8-bit units.
+def crop_stats(crops: torch.Tensor, min_side: int) -> dict:
+    """Statistics of the median residual of ``(k, 3, 128, 128)`` crops in [0, 1], in 8-bit units.
 
+    Takes the crops themselves so the embedding loop can check the very batch it embeds.
     ``rms``: residual RMS over every crop pixel and channel. ``crop_rms_min``: the weakest crop's RMS.
     ``flat_share``: share of crop pixels whose residual is below half a level in all channels.
     ``hf_share``: share of the (mean-removed, grey) crops' power above half the Nyquist frequency,
-    a blur measure independent of the residual. ``min_side``: the image's short side before any resize.
+    a blur measure independent of the residual (measured, not used by the rule: it does not separate).
+    ``min_side``: the image's short side before any resize, as given.
     """
-    img = to_tensor(image)
-    crops = grid_crops(img, CROP, grid)
+    crops = crops.detach().float().cpu()
     r = MedianResidual()(crops) * 255.0
     per_crop = r.square().mean(dim=(1, 2, 3)).sqrt()
     flat = (r.abs() < FLAT_LEVEL).all(dim=1)
     grey = crops.mean(dim=1)
     grey = grey - grey.mean(dim=(-2, -1), keepdim=True)
     power = torch.fft.fft2(grey, norm="ortho").abs().square()
-    f = torch.fft.fftfreq(CROP)
-    radius = torch.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
+    fy, fx = torch.fft.fftfreq(crops.shape[-2]), torch.fft.fftfreq(crops.shape[-1])
+    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
     total = power.sum().clamp_min(1e-12)
     return {
-        "min_side": int(min(img.shape[-2:])),
+        "min_side": int(min_side),
         "rms": round(float(r.square().mean().sqrt()), 4),
         "crop_rms_min": round(float(per_crop.min()), 4),
         "flat_share": round(float(flat.float().mean()), 4),
         "hf_share": round(float(power[:, radius > 0.25].sum() / total), 4),
         "crops": int(crops.shape[0]),
     }
+
+
+def residual_stats(image, grid: int = GRID) -> dict:
+    """:func:`crop_stats` of an image's ``grid x grid`` crops of 128 px, as the embedding takes them."""
+    img = to_tensor(image)
+    return crop_stats(grid_crops(img, CROP, grid), min(img.shape[-2:]))
 
 
 def judge(stats: dict, rule: SignalRule = DEFAULT_RULE) -> SignalCheck:
