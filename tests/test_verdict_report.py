@@ -118,3 +118,13 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert len(np.unique(arr.reshape(-1, 3) // 8, axis=0)) > 50  # pictures, not just text on white
     green = (arr[..., 1] > arr[..., 0] + 40) & (arr[..., 1] > arr[..., 2] + 20)
     assert green.sum() > 200  # the attributed verdict's green badge and top bar were drawn
+
+
+def test_report_escapes_markup_and_survives_missing_images(tmp_path):
+    evil = b"<script>alert(1)</script>\xff.png"
+    entry = {"path": evil, "ranking": [("<b>model</b>", 0.95, None), ("B", 0.5, None)],
+             "verdict": {"verdict": "attributed", "models": ["<b>model</b>"]}, "threshold": 0.9}
+    text = write_html_report(tmp_path / "r.html", [entry]).read_text(encoding="utf-8")
+    assert "<script" not in text and "<b>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;\\xff.png" in text
+    assert "attributed to &lt;b&gt;model&lt;/b&gt;" in text and "image not readable" in text
