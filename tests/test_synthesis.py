@@ -339,3 +339,25 @@ def test_plateau_stops_a_converged_model_before_the_budget(tiny_data):
     never = train_pack(spec, [0], tiny_data, TrainConfig(max_steps=6, batch_size=2, crop=32, calib_batches=1,
                                                          eta=1e-9))[0]
     assert never.steps == 6
+
+
+def test_pools_that_differ_only_in_stopping_rules_combine(tmp_path, tiny_data):
+    import json
+
+    specs = parse_grid(GRID2)
+    synthesize_pool(tiny_data, tmp_path / "a.h5", specs[:2], range(1), TINY)
+    short = TrainConfig(max_steps=1, batch_size=2, crop=32, calib_batches=1, plateau_window=1)
+    synthesize_pool(tiny_data, tmp_path / "b.h5", specs[2:], range(1), short)
+    merged = merge_pools([tmp_path / "a.h5", tmp_path / "b.h5"], tmp_path / "ab.h5")
+    assert len(merged) == 4
+    cfg = json.loads(merged.config_json)
+    assert cfg["batch_size"] == 2 and "max_steps" not in cfg
+    assert {r["max_steps"] for r in cfg["stopping"]} == {3, 1}
+    assert [e.steps <= 1 for e in merged.entries] == [False, False, True, True] or all(
+        e.steps <= 3 for e in merged.entries)
+    # Another batch size defines other models: refused.
+    other = TrainConfig(max_steps=1, batch_size=1, crop=32, calib_batches=1)
+    synthesize_pool(tiny_data, tmp_path / "c.h5", specs[:1], range(1, 2), other)
+    with pytest.raises(IncompatibleError, match="stopping rules"):
+        merge_pools([tmp_path / "a.h5", tmp_path / "c.h5"], tmp_path / "ac.h5")
+    assert not (tmp_path / "ac.h5").exists()

@@ -13,7 +13,8 @@ File layout (``fpt_format = "pool"``, ``fpt_format_version = 1``)::
 
 Pools are written whole and atomically (temp file + rename). A folder of such files (shards,
 or the ``<out>.parts`` folder of an unfinished run) opens as one pool if all files share the
-same config and no model appears twice.
+same config and no model appears twice; files that differ only in their stopping rules
+(:data:`STOPPING_KEYS`) combine too, and the combined config lists the distinct rules.
 """
 
 from __future__ import annotations
@@ -179,6 +180,33 @@ def _read_file(path: Path) -> tuple[dict, list[PoolEntry]]:
     return meta, entries
 
 
+# Settings that only decide *when* a model stops training. Each model records where it stopped
+# (``steps``, ``reached_eta``), so pools that differ only in these can be combined: a K=2 run with a
+# smaller step budget joins a K=1 run, for example. Everything else defines the models and must match.
+STOPPING_KEYS = ("eta", "max_steps", "plateau_window", "plateau_tol")
+
+
+def combine_configs(configs: Sequence[str]) -> str | None:
+    """One config for pools built with ``configs``; None when they differ beyond the stopping rules.
+
+    Equal configs give that config; configs that differ only in :data:`STOPPING_KEYS` give the shared
+    settings plus ``"stopping"``: the list of distinct stopping rules, so the file stays honest.
+    """
+    distinct = list(dict.fromkeys(configs))
+    if len(distinct) == 1:
+        return distinct[0]
+    parsed = [json.loads(c) for c in distinct]
+    shared = [{k: v for k, v in c.items() if k not in STOPPING_KEYS and k != "stopping"} for c in parsed]
+    if any(s != shared[0] for s in shared):
+        return None
+    stopping: list[dict] = []
+    for c in parsed:
+        for rule in c.get("stopping") or [{k: c[k] for k in STOPPING_KEYS if k in c}]:
+            if rule not in stopping:
+                stopping.append(rule)
+    return json.dumps({**shared[0], "stopping": stopping}, sort_keys=True)
+
+
 def pool_files(path: str | Path) -> list[Path]:
     """The pool files of ``path``: the file itself, or the ``*.h5`` files directly inside a folder."""
     path = Path(path)
@@ -222,9 +250,12 @@ class SyntheticPool:
             meta, file_entries = _read_file(file)
             if config is None:
                 config, fingerprint, width = meta["config"], meta["data_fingerprint"], meta["width"]
-            elif (meta["config"], meta["data_fingerprint"], meta["width"]) != (config, fingerprint, width):
-                raise IncompatibleError(f"{file}: built with other settings or real images than {files[0]} "
-                                        "(config or data fingerprint differ); these pools cannot be combined")
+            else:
+                combined = combine_configs([config, meta["config"]])
+                if combined is None or (meta["data_fingerprint"], meta["width"]) != (fingerprint, width):
+                    raise IncompatibleError(f"{file}: built with other settings or real images than {files[0]} "
+                                            "(config or data fingerprint differ); these pools cannot be combined")
+                config = combined
             entries += file_entries
         seen: dict[tuple[int, int], Path] = {}
         for e in entries:
@@ -337,9 +368,12 @@ def merge_pools(inputs: Sequence[str | Path], out: str | Path) -> SyntheticPool:
     """Combine pool files/folders (e.g. shards) into one pool file; settings must match."""
     pools = [SyntheticPool.open(p) for p in inputs]
     first = pools[0]
+    config = first.config_json
     for p, src in zip(pools[1:], inputs[1:], strict=True):
-        if (p.config_json, p.data_fingerprint, p.width) != (first.config_json, first.data_fingerprint, first.width):
-            raise IncompatibleError(f"{src}: built with other settings or real images than {inputs[0]}")
+        config = combine_configs([config, p.config_json])
+        if config is None or (p.data_fingerprint, p.width) != (first.data_fingerprint, first.width):
+            raise IncompatibleError(f"{src}: built with other settings or real images than {inputs[0]} "
+                                    "(only the stopping rules eta / --max-steps / --plateau-window may differ)")
     seen: set[tuple[int, int]] = set()
     for p in pools:
         for e in p.entries:
@@ -353,7 +387,7 @@ def merge_pools(inputs: Sequence[str | Path], out: str | Path) -> SyntheticPool:
                 yield (e, p.weights(i))
 
     out = Path(out)
-    write_pool(out, records(), first.config_json, first.data_fingerprint, first.width)
+    write_pool(out, records(), config, first.data_fingerprint, first.width)
     for p in pools:
         p.close()
     return SyntheticPool.open(out)
