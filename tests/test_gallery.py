@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from helpers import invoke
 
-from fpforensics.attribution import PAPER_THRESHOLD, Gallery, normalize
 from fpforensics.errors import IncompatibleError, InputError
-from fpforensics.io.gallery import default_gallery_path, read_gallery_file
+from fpforensics.gallery import Gallery, default_gallery_path
+from fpforensics.gallery.calibration import PAPER_THRESHOLD
+from fpforensics.gallery.store import GalleryStore
+from fpforensics.metrics import l2_normalize as normalize
 
 D = 16
 
@@ -46,9 +48,10 @@ def test_round_trip_and_fingerprint(tmp_path):
     assert m.created.endswith("+00:00") and m.tool_version
     assert again.extractor == "ext-A" and again.dim == D and again.extractor_spec == "spectral"
     assert again.threshold == pytest.approx(g.threshold) and again.calibration.source == "calibrated"
-    with h5py.File(path, "r") as f:
-        assert f.attrs["fpt_format"] == "gallery" and int(f.attrs["fpt_format_version"]) == 1
-        assert f["models/fingerprint"].shape == (2, D) and f["images/embedding"].shape == (7, D)
+    store = GalleryStore.open(path)
+    rows = dict(store.conn.execute("SELECT key, value FROM meta").fetchall())
+    assert rows["fpt_format"] == "gallery" and int(rows["fpt_format_version"]) == 2
+    assert store.fingerprints(D)[1].shape == (2, D) and store.count_images() == 7
 
 
 def test_append_replace_remove(tmp_path):
@@ -139,9 +142,9 @@ def test_concurrent_adds_from_two_processes_all_land(tmp_path):
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
-    g = read_gallery_file(path)
-    assert sorted(g.names) == sorted([f"a{i}" for i in range(6)] + [f"b{i}" for i in range(6)])
-    assert len(g.image_paths) == 36
+    g = Gallery.open(path)
+    assert sorted(g.names()) == sorted([f"a{i}" for i in range(6)] + [f"b{i}" for i in range(6)])
+    assert sum(m.n_images for m in g.models()) == 36
     assert not list(tmp_path.glob(".g.h5.*.tmp"))
 
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fpforensics.errors import InputError
-from fpforensics.io.images import to_uint8
+from fpforensics.images.decode import to_uint8
 
 KINDS = ("jpeg", "crop")
 

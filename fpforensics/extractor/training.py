@@ -46,8 +46,7 @@ from fpforensics.checkpoints import load_checkpoint, save_checkpoint
 from fpforensics.defaults import DEFAULTS
 from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.extractor.augment import AugmentConfig, Augmenter
-from fpforensics.extractor.base import l2_normalize
-from fpforensics.extractor.denoiser_training import load_photos, refuse_existing
+from fpforensics.extractor.denoiser_training import refuse_existing
 from fpforensics.extractor.losses import batch_hard_triplet
 from fpforensics.extractor.network import (
     BACKBONES,
@@ -58,8 +57,13 @@ from fpforensics.extractor.network import (
     read_init_weights,
 )
 from fpforensics.extractor.sampler import PKSampler
-from fpforensics.extractor.trained import TrainedExtractor, identity_of_state, residual_to_payload
-from fpforensics.spectral import ResidualExtractor, build_residual, log_magnitude_spectrum
+from fpforensics.extractor.trained import TrainedExtractor, identity_of_state
+from fpforensics.images.real import load_photos, random_crops
+from fpforensics.metrics import l2_normalize
+from fpforensics.residual import build_residual, residual_to_payload
+from fpforensics.residual.base import ResidualExtractor
+from fpforensics.spectrum import log_magnitude_spectrum
+from fpforensics.synthesis.pool import open_pool
 
 CROP = int(DEFAULTS["crop_size"])
 
@@ -157,14 +161,7 @@ class RealCrops:
         return len(self.photos)
 
     def crops(self, indices: Sequence[int], gen: torch.Generator) -> torch.Tensor:
-        out = torch.empty(len(indices), 3, CROP, CROP)
-        for j, i in enumerate(indices):
-            img = self.photos[int(i)]
-            h, w = img.shape[-2:]
-            top = int(torch.randint(h - CROP + 1, (1,), generator=gen))
-            left = int(torch.randint(w - CROP + 1, (1,), generator=gen))
-            out[j] = img[:, top:top + CROP, left:left + CROP].float().div_(255)
-        return out
+        return random_crops(self.photos, indices, CROP, gen).float().div_(255)
 
 
 @dataclass
@@ -255,15 +252,6 @@ def check_init_keeps_zero_shot(init: InitWeights, split: ModelSplit, warn: Calla
     if not held <= init_held and warn:
         warn(f"--init {init.path} does not record its training architectures; only its held-out ones "
              f"({len(init_held)}) are known to be unseen, so validation on the others may not be zero-shot")
-
-
-def open_pool(path: Any):
-    """A :class:`~fpforensics.synthesis.pool.SyntheticPool` from a path (an open pool-like object passes through)."""
-    if hasattr(path, "apply") and hasattr(path, "entries"):
-        return path
-    from fpforensics.synthesis.pool import SyntheticPool
-
-    return SyntheticPool.open(path)
 
 
 # ------------------------------------------------------------------------------------ the step
