@@ -7,8 +7,9 @@ import sys
 
 import pytest
 import torch
-from helpers import invoke
+from helpers import invoke, runner
 
+from fpforensics.cli.app import app
 from fpforensics.errors import InputError
 from fpforensics.extractor import BACKBONES, EXTRACTORS
 from fpforensics.extractor.network import FingerprintNet
@@ -31,6 +32,13 @@ def test_registry_decorator_lookup_and_errors():
         reg.register("small")(lambda: "other")
     reg.unregister("small")
     assert reg.names() == []
+
+
+def help_text(*command: str) -> str:
+    """``--help`` of a command in a wide terminal (choices are not wrapped)."""
+    res = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "400"})
+    assert res.exit_code == 0, res.output
+    return res.stdout
 
 
 @pytest.fixture()
@@ -63,8 +71,7 @@ def half_residual():
 
 
 def test_registered_backbone_is_a_cli_choice_and_builds(tiny_backbone):
-    res = invoke(["train", "extractor", "--help"])
-    assert res.exit_code == 0 and tiny_backbone in res.stdout
+    assert tiny_backbone in help_text("train", "extractor")
     net = FingerprintNet(tiny_backbone, embedding_dim=4)
     assert net.embed(torch.rand(2, 3, 32, 32)).shape == (2, 4)
     # the option parser accepts it: the run goes on to fail on the missing pool, not on the backbone
@@ -76,7 +83,7 @@ def test_registered_backbone_is_a_cli_choice_and_builds(tiny_backbone):
 
 
 def test_registered_residual_is_a_cli_choice_and_runs(half_residual, model_set_dir):
-    assert half_residual in invoke(["ffd", "--help"]).stdout
+    assert half_residual in help_text("ffd")
     assert isinstance(build_residual(half_residual), HalfResidual)
     res = invoke(["--device", "cpu", "ffd", str(model_set_dir), str(model_set_dir), "-n", "2", "--residual",
                   half_residual, "--json"])
@@ -92,7 +99,7 @@ def test_registered_extractor_is_a_cli_choice(model_set_dir, tmp_path):
         identity = "pixels-again"
 
     try:
-        assert "pixels_test" in invoke(["embed", "--help"]).stdout
+        assert "pixels_test" in help_text("embed")
         res = invoke(["--device", "cpu", "embed", str(model_set_dir / "model0"), "-o", str(tmp_path / "e.h5"), "-e",
                       "pixels_test"])
         assert res.exit_code == 0 and "extractor pixels-again" in res.stdout, res.output

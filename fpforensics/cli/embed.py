@@ -28,22 +28,19 @@ def embed(
 ) -> None:
     """Embed images into L2-normalized fingerprint vectors (sliding window, batched, shardable)."""
     from fpforensics.api import embed as run_embed
-    from fpforensics.embedding.files import EmbeddingSet, merge_embeddings, output_format, save_embeddings
+    from fpforensics.embedding.files import EmbeddingSet, check_output, merge_embeddings, save_embeddings
     from fpforensics.errors import InputError
-    from fpforensics.io.store import check_writable
     from fpforensics.sharding import parse_shard, shard_output
 
     if merge:
+        check_output(out)
         merged = merge_embeddings(merge, warn=common.warn)
         save_embeddings(out, merged)
-        return render.say(f"merged {len(merge)} file(s) into {out}: {len(merged.paths)} image(s), "
-                          f"extractor {merged.extractor}")
+        return render.merged_embeddings(merge, out, merged)
     if not inputs:
         raise InputError("missing IMAGES (files or folders to embed), or use --merge")
     part = parse_shard(shard)
-    out = shard_output(out, part, "embeddings")
-    output_format(out)
-    check_writable(out)
+    out = check_output(shard_output(out, part, "embeddings"), part)
     with common.bar("embedding") as bar:
         e = run_embed(inputs, extractor, grid, batch_size, common.get_device(), precision, shard=part,
                       on_start=bar.start, on_image=bar.advance, on_skip=bar.skipped)

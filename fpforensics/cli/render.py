@@ -65,6 +65,10 @@ def embedded(e, out, spec: str) -> None:
         f"{skip_note(e.skipped)}")
 
 
+def merged_embeddings(inputs: Sequence, out, merged) -> None:
+    say(f"merged {len(inputs)} file(s) into {out}: {len(merged.paths)} image(s), extractor {merged.extractor}")
+
+
 def enrolled(path, name: str, info, e, gallery, replace: bool, as_json: bool) -> None:
     cal = gallery.calibration
     if as_json:

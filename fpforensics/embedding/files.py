@@ -54,15 +54,20 @@ def output_format(path: str | Path) -> str:
     raise OutputError(f"{path}: unknown output format '{suffix or '(none)'}' (use .h5, .hdf5 or .npy)")
 
 
+def check_output(path: str | Path, shard: tuple[int, int] | None = None) -> Path:
+    """Refuse, before any work, an output of unknown format, not writable, or a shard without provenance (.npy)."""
+    if output_format(path) == "npy" and shard is not None and shard[1] > 1:
+        raise OutputError(f"{path}: a shard needs an HDF5 output (.h5) to be merged later")
+    return check_writable(path)
+
+
 def save_embeddings(path: str | Path, data: EmbeddingSet) -> Path:
     """Write ``data`` atomically as HDF5 or ``.npy`` (chosen by suffix)."""
-    path = check_writable(path)
+    path = check_output(path, data.shard)
     emb = np.ascontiguousarray(data.embeddings, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(data.paths):
         raise ValueError(f"embeddings {emb.shape} do not match {len(data.paths)} paths")
     if output_format(path) == "npy":
-        if data.shard is not None and data.shard[1] > 1:
-            raise OutputError(f"{path}: a shard needs an HDF5 output (.h5) to be merged later")
         with atomic_file(path, suffix=".tmp.npy") as tmp:
             np.save(tmp, emb)
         return path

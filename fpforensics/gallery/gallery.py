@@ -32,6 +32,8 @@ from fpforensics.gallery.store import GalleryStore, Meta, is_sqlite, vector
 from fpforensics.io.store import utc_now
 from fpforensics.metrics import l2_normalize
 
+RECALIBRATE_SHARE = 0.01  # recompute the threshold once this share of the models changed
+
 
 @dataclass
 class ModelInfo:
@@ -156,8 +158,9 @@ class Gallery:
         return [r.name for r in self._reader().model_rows()]
 
     def fingerprints(self) -> tuple[list[str], np.ndarray]:
-        """``(names, (M, D) matrix)``: what identification reads (no image embedding)."""
-        return self._reader().fingerprints(self.dim)
+        """``(names, (M, D) matrix)`` in enrollment order: what identification reads (no image embedding)."""
+        _, names, matrix = self._reader().fingerprints(self.dim)
+        return names, matrix
 
     def index(self, kind: str = "exact") -> GalleryIndex:
         """The search index over the fingerprints (built once, rebuilt after any change)."""
@@ -247,16 +250,16 @@ class Gallery:
             row = store.model_row(name)
             added = emb.astype(np.float64).sum(axis=0)
             if row is None:
-                model_id = store.insert_model(name, now, now, __version__, grid, len(emb), added, l2_normalize(added))
+                model_id = store.insert_model(name, now, now, __version__, grid, len(emb), added)
             else:
                 model_id, n = row.id, len(emb)
                 if replace:
                     store.delete_images(model_id)
                 else:
                     added, n = added + store.model_sum(model_id), n + row.n_images
-                store.update_model(model_id, now, grid, n, added, l2_normalize(added))
+                store.update_model(model_id, now, grid, n, added)
             store.insert_images(model_id, emb, [str(p) for p in paths], now)
-            _finish(store, meta, now)
+            finish_change(store, meta, now)
 
         self._write(change)
         return self.model(name)
@@ -267,7 +270,7 @@ class Gallery:
 
         def change(store: GalleryStore) -> None:
             store.delete_model(self._row(store, name).id)
-            _finish(store, store.meta(), utc_now())
+            finish_change(store, store.meta(), utc_now())
 
         self._write(change)
         return removed
@@ -284,7 +287,7 @@ class Gallery:
                     "method": "set by hand"}
             else:
                 meta.threshold_source = "auto"
-            _finish(store, meta, utc_now())
+            finish_change(store, meta, utc_now(), recalibrate=True)
             return Calibration(meta.threshold if meta.threshold is not None else PAPER_THRESHOLD,
                                meta.threshold_source, dict(meta.threshold_info))
 
@@ -320,14 +323,23 @@ def check_compatible(meta: Meta, n_models: int, identity: str, dim: int | None, 
                                 f"(extractor '{identity}'): not comparable")
 
 
-def _finish(store: GalleryStore, meta: Meta, now: str) -> None:
-    """After a change: recalibrate the threshold (unless set by hand) and stamp the times."""
+def finish_change(store: GalleryStore, meta: Meta, now: str, recalibrate: bool = False) -> None:
+    """After a change: stamp the times and recalibrate the threshold (unless set by hand).
+
+    The threshold is recomputed when the models changed since it was computed number at least
+    ``RECALIBRATE_SHARE`` of the gallery (every change below 100 models), or on request: one
+    enrollment barely moves the threshold of a large gallery, and this keeps the cost of an add
+    bounded whatever the gallery's size.
+    """
     if meta.threshold_source != "manual":
-        if store.count_models():
+        n_models = store.count_models()
+        meta.pending += 1
+        if not n_models:
+            meta.threshold, meta.threshold_source, meta.threshold_info, meta.pending = None, "none", {}, 0
+        elif recalibrate or meta.threshold is None or meta.pending >= max(1, RECALIBRATE_SHARE * n_models):
             cal = calibrate_store(store, meta.dim)
-            meta.threshold, meta.threshold_source, meta.threshold_info = cal.threshold, cal.source, cal.info
-        else:
-            meta.threshold, meta.threshold_source, meta.threshold_info = None, "none", {}
+            meta.threshold, meta.threshold_source, meta.threshold_info, meta.pending = cal.threshold, cal.source, \
+                cal.info, 0
     meta.created, meta.updated = meta.created or now, now
     store.write_meta(meta)
 
@@ -336,11 +348,11 @@ def calibrate_store(store: GalleryStore, dim: int, max_images: int = MAX_CALIBRA
     """:func:`calibrate_threshold` on the stored images: all of them up to ``max_images``, else a fixed sample.
 
     A sample reads ``max_images`` embeddings and their models' stored sums, so recalibrating a
-    gallery of 10^5 models costs about the same as one of 10^3.
+    gallery of 10^5 models reads about as much as one of 10^3.
     """
-    _, fingerprints = store.fingerprints(dim)
+    fp_ids, _, fingerprints = store.fingerprints(dim)
+    position = {int(m): i for i, m in enumerate(fp_ids)}
     model_ids, counts = store.model_counts()
-    position = {int(m): i for i, m in enumerate(model_ids)}
     total = int(counts.sum())
     if total <= max_images:
         owners, blobs = store.all_image_rows()
@@ -348,11 +360,12 @@ def calibrate_store(store: GalleryStore, dim: int, max_images: int = MAX_CALIBRA
         return calibrate_threshold(emb, np.array([position[m] for m in owners], np.int64), fingerprints)
     picks = np.sort(np.random.default_rng(0).choice(total, max_images, replace=False))
     ends = np.cumsum(counts)
-    labels = np.searchsorted(ends, picks, side="right")
-    offsets = picks - (ends - counts)[labels]
-    emb = np.stack([vector(store.image_row(int(model_ids[m]), int(o))) for m, o in zip(labels, offsets, strict=True)])
-    sums = {k: vector(v, np.float64) for k, v in store.sums(np.unique(model_ids[labels]).tolist()).items()}
-    row_sums = np.stack([sums[int(model_ids[m])] for m in labels])
-    cal = calibrate_threshold(emb, labels, fingerprints, row_sums, counts[labels])
+    rows = np.searchsorted(ends, picks, side="right")
+    offsets = picks - (ends - counts)[rows]
+    emb = np.stack([vector(store.image_row(int(model_ids[m]), int(o))) for m, o in zip(rows, offsets, strict=True)])
+    sums = {k: vector(v, np.float64) for k, v in store.sums(np.unique(model_ids[rows]).tolist()).items()}
+    row_sums = np.stack([sums[int(model_ids[m])] for m in rows])
+    labels = np.array([position[int(model_ids[m])] for m in rows], np.int64)
+    cal = calibrate_threshold(emb, labels, fingerprints, row_sums, counts[rows])
     cal.info["sampled_images"] = int(max_images)
     return cal

@@ -147,10 +147,10 @@ def import_v1(g: GalleryData, store) -> None:
     from fpforensics.gallery.store import Meta
 
     store.write_meta(Meta(g.extractor, g.extractor_spec, g.dim, g.threshold, g.threshold_source, g.threshold_info,
-                          g.file_created, g.file_updated))
+                          created=g.file_created, updated=g.file_updated))
     for i, name in enumerate(g.names):
         rows = np.flatnonzero(g.image_model == i)
         model_id = store.insert_model(name, g.created[i], g.updated[i], g.tool_versions[i], g.grids[i], len(rows),
-                                      g.embeddings[rows].astype(np.float64).sum(axis=0), g.fingerprints[i])
+                                      g.embeddings[rows].astype(np.float64).sum(axis=0))
         store.insert_images(model_id, g.embeddings[rows], [g.image_paths[r] for r in rows],
                             [g.image_added[r] for r in rows])

@@ -1,22 +1,26 @@
 """Stage 6, gallery: the gallery file (format v2), a SQLite database to which enrollment appends.
 
-One file, three tables:
+One file, four tables:
 
 * ``meta(key, value)``: ``fpt_format`` (``gallery``), ``fpt_format_version`` (2),
   ``tool_version``, ``extractor`` (identity of the extractor that made every embedding),
   ``extractor_spec`` (the ``--extractor`` value used, a hint for error messages),
   ``embedding_dim``, ``threshold`` (open-set threshold; empty when none), ``threshold_source``
   (``calibrated`` | ``single-model`` | ``default`` | ``manual`` | ``none``), ``threshold_info``
-  (JSON), ``created``, ``updated`` (UTC ISO 8601);
-* ``models``: one row per enrolled model in enrollment order: ``name`` (unique), ``created``,
-  ``updated``, ``tool_version``, ``grid``, ``n_images``, ``sum`` (float64 sum of its normalized
-  image embeddings) and ``fingerprint`` (float32, the normalized sum);
-* ``images``: one row per enrolled image: ``model_id``, ``path``, ``added``, ``embedding`` (float32).
+  (JSON), ``threshold_pending`` (changes since the threshold was computed), ``created``,
+  ``updated`` (UTC ISO 8601);
+* ``models``: one row per enrolled model, in enrollment order: ``name`` (unique), ``created``,
+  ``updated``, ``tool_version``, ``grid``, ``n_images``, its place in ``fingerprints``
+  (``block``, ``slot``) and ``sum`` (float64 sum of its normalized image embeddings);
+* ``images``: one row per enrolled image: ``model_id``, ``path``, ``added``, ``embedding`` (float32);
+* ``fingerprints``: the index's data, models in blocks of 1024 (enrollment order): ``ids``
+  (int64 model ids, -1 for a removed model), ``names`` (JSON list) and ``vectors`` (float32
+  ``(n, D)``, each the normalized ``sum``). Identification reads these few rows only.
 
 Every change is one SQLite transaction: writers queue on the database lock (``BEGIN IMMEDIATE``),
 an interrupted write is rolled back from the journal on the next open, and adding a model
-writes its rows only. Identification reads ``models`` alone. SQLite ships with Python and is
-built for exactly this (crash-safe appends to one file), so no storage code is written here.
+writes its rows and one block. SQLite ships with Python and is built for exactly this
+(crash-safe appends to one file), so no storage engine is written here.
 """
 
 from __future__ import annotations
@@ -37,19 +41,22 @@ import numpy as np
 from fpforensics import __version__
 from fpforensics.errors import IncompatibleError, InputError, OutputError
 from fpforensics.io.store import default_mode, utc_now
+from fpforensics.metrics import l2_normalize
 
 KIND = "gallery"
 FORMAT_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 LOCK_TIMEOUT_S = 600.0
+BLOCK = 1024  # models per row of the fingerprints table
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE models (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created TEXT NOT NULL, updated TEXT NOT NULL,
                      tool_version TEXT NOT NULL, grid INTEGER NOT NULL, n_images INTEGER NOT NULL,
-                     sum BLOB NOT NULL, fingerprint BLOB NOT NULL);
+                     block INTEGER, slot INTEGER, sum BLOB NOT NULL);
 CREATE TABLE images (id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL REFERENCES models(id), path TEXT NOT NULL,
                      added TEXT NOT NULL, embedding BLOB NOT NULL);
 CREATE INDEX images_by_model ON images(model_id, id);
+CREATE TABLE fingerprints (block INTEGER PRIMARY KEY, ids BLOB NOT NULL, names TEXT NOT NULL, vectors BLOB NOT NULL);
 """
 
 
@@ -63,6 +70,7 @@ class Meta:
     threshold: float | None = None
     threshold_source: str = "none"
     threshold_info: dict = field(default_factory=dict)
+    pending: int = 0  # changes since the threshold was computed
     created: str = ""
     updated: str = ""
 
@@ -71,7 +79,7 @@ class Meta:
                 ("embedding_dim", str(int(self.dim))),
                 ("threshold", "" if self.threshold is None else repr(float(self.threshold))),
                 ("threshold_source", self.threshold_source), ("threshold_info", json.dumps(self.threshold_info)),
-                ("created", self.created), ("updated", self.updated)]
+                ("threshold_pending", str(int(self.pending))), ("created", self.created), ("updated", self.updated)]
 
     @classmethod
     def from_rows(cls, rows: dict[str, str]) -> Meta:
@@ -81,6 +89,7 @@ class Meta:
                    threshold=None if thr in ("", "nan") or math.isnan(float(thr)) else float(thr),
                    threshold_source=rows.get("threshold_source", "none"),
                    threshold_info=json.loads(rows.get("threshold_info") or "{}"),
+                   pending=int(rows.get("threshold_pending", "0") or 0),
                    created=rows.get("created", ""), updated=rows.get("updated", ""))
 
 
@@ -200,11 +209,18 @@ class GalleryStore:
                               "WHERE name = ?", (name,)).fetchone()
         return ModelRow(*r) if r else None
 
-    def fingerprints(self, dim: int) -> tuple[list[str], np.ndarray]:
-        """Names and the ``(M, D)`` fingerprint matrix, in enrollment order: all identification reads."""
-        rows = self.conn.execute("SELECT name, fingerprint FROM models ORDER BY id").fetchall()
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), dim)
-        return [r[0] for r in rows], matrix
+    def fingerprints(self, dim: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Model ids, names and the ``(M, D)`` fingerprint matrix in enrollment order: what identification reads."""
+        ids, names, vectors = [], [], []
+        for block_ids, block_names, block_vectors in self.conn.execute(
+                "SELECT ids, names, vectors FROM fingerprints ORDER BY block"):
+            alive = vector(block_ids, np.int64) >= 0
+            ids.append(vector(block_ids, np.int64)[alive])
+            names += [n for n, ok in zip(json.loads(block_names), alive, strict=True) if ok]
+            vectors.append(vector(block_vectors).reshape(-1, dim)[alive])
+        if not ids:
+            return np.zeros(0, np.int64), [], np.zeros((0, dim), np.float32)
+        return np.concatenate(ids), names, np.concatenate(vectors)
 
     def images(self, model_id: int) -> tuple[list[str], list[str], list[bytes]]:
         rows = self.conn.execute("SELECT path, added, embedding FROM images WHERE model_id = ? ORDER BY id",
@@ -238,13 +254,14 @@ class GalleryStore:
                               [*meta.to_rows(), ("tool_version", __version__)])
 
     def insert_model(self, name: str, created: str, updated: str, tool_version: str, grid: int, n_images: int,
-                     total: np.ndarray, fingerprint: np.ndarray) -> int:
+                     total: np.ndarray) -> int:
+        """A new model (its fingerprint, the normalized ``total``, appended to the index blocks)."""
         cur = self.conn.execute(
-            "INSERT INTO models (name, created, updated, tool_version, grid, n_images, sum, fingerprint) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (name, created, updated, tool_version, int(grid), int(n_images), np.asarray(total, np.float64).tobytes(),
-             np.asarray(fingerprint, np.float32).tobytes()))
-        return int(cur.lastrowid)
+            "INSERT INTO models (name, created, updated, tool_version, grid, n_images, sum) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (name, created, updated, tool_version, int(grid), int(n_images), np.asarray(total, np.float64).tobytes()))
+        model_id = int(cur.lastrowid)
+        self._append_fingerprint(model_id, name, total)
+        return model_id
 
     def insert_images(self, model_id: int, embeddings: np.ndarray, paths: Sequence[str], added: str | Sequence[str]
                       ) -> None:
@@ -257,16 +274,27 @@ class GalleryStore:
     def delete_images(self, model_id: int) -> None:
         self.conn.execute("DELETE FROM images WHERE model_id = ?", (model_id,))
 
-    def delete_model(self, model_id: int) -> None:
-        self.delete_images(model_id)
-        self.conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
+    def update_model(self, model_id: int, now: str, grid: int, n_images: int, total: np.ndarray) -> None:
+        """New images for a model: its sum, count and fingerprint (one index block rewritten)."""
+        self.conn.execute("UPDATE models SET updated = ?, tool_version = ?, grid = ?, n_images = ?, sum = ? WHERE id = ?",
+                          (now, __version__, int(grid), int(n_images), np.asarray(total, np.float64).tobytes(),
+                           model_id))
+        block, slot = self.conn.execute("SELECT block, slot FROM models WHERE id = ?", (model_id,)).fetchone()
+        ids, names, vectors = self._block(block)
+        vectors[slot] = _unit(total)
+        self._write_block(block, ids, names, vectors)
 
-    def update_model(self, model_id: int, now: str, grid: int, n_images: int, total: np.ndarray,
-                     fingerprint: np.ndarray) -> None:
-        self.conn.execute(
-            "UPDATE models SET updated = ?, tool_version = ?, grid = ?, n_images = ?, sum = ?, fingerprint = ? "
-            "WHERE id = ?", (now, __version__, int(grid), int(n_images), np.asarray(total, np.float64).tobytes(),
-                             np.asarray(fingerprint, np.float32).tobytes(), model_id))
+    def delete_model(self, model_id: int) -> None:
+        """Remove a model and its images; its index slot is marked free (blocks are compacted when half free)."""
+        self.delete_images(model_id)
+        block, slot = self.conn.execute("SELECT block, slot FROM models WHERE id = ?", (model_id,)).fetchone()
+        self.conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
+        ids, names, vectors = self._block(block)
+        ids[slot] = -1
+        self._write_block(block, ids, names, vectors)
+        slots = self.conn.execute("SELECT COALESCE(SUM(LENGTH(ids)), 0) / 8 FROM fingerprints").fetchone()[0]
+        if slots >= max(BLOCK, 2 * self.count_models()):
+            self.rebuild_fingerprints()
 
     def model_sum(self, model_id: int) -> np.ndarray:
         return vector(self.conn.execute("SELECT sum FROM models WHERE id = ?", (model_id,)).fetchone()[0], np.float64)
@@ -282,6 +310,47 @@ class GalleryStore:
     def version(self) -> int:
         """Changes whenever another connection commits a change (SQLite's ``data_version``)."""
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    # -- the index blocks
+    def _block(self, block: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+        ids, names, vectors = self.conn.execute("SELECT ids, names, vectors FROM fingerprints WHERE block = ?",
+                                                (block,)).fetchone()
+        ids = vector(ids, np.int64).copy()
+        return ids, json.loads(names), vector(vectors).reshape(len(ids), -1).copy()
+
+    def _write_block(self, block: int, ids: np.ndarray, names: list[str], vectors: np.ndarray) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO fingerprints (block, ids, names, vectors) VALUES (?, ?, ?, ?)",
+                          (block, np.asarray(ids, np.int64).tobytes(), json.dumps(names),
+                           np.ascontiguousarray(vectors, np.float32).tobytes()))
+
+    def _append_fingerprint(self, model_id: int, name: str, total: np.ndarray) -> None:
+        last = self.conn.execute("SELECT MAX(block) FROM fingerprints").fetchone()[0]
+        if last is not None:
+            ids, names, vectors = self._block(last)
+        if last is None or len(ids) >= BLOCK:
+            last, ids, names, vectors = (last + 1 if last is not None else 0), np.zeros(0, np.int64), [], None
+        slot = len(ids)
+        new = _unit(total)[None]
+        vectors = new if vectors is None else np.vstack([vectors, new])
+        self._write_block(last, np.append(ids, model_id), [*names, name], vectors)
+        self.conn.execute("UPDATE models SET block = ?, slot = ? WHERE id = ?", (last, slot, model_id))
+
+    def rebuild_fingerprints(self) -> None:
+        """Rewrite the index blocks from the models' sums, without free slots (after many removals)."""
+        self.conn.execute("DELETE FROM fingerprints")
+        rows = self.conn.execute("SELECT id, name, sum FROM models ORDER BY id").fetchall()
+        for start in range(0, len(rows), BLOCK):
+            part = rows[start:start + BLOCK]
+            block = start // BLOCK
+            self._write_block(block, np.array([r[0] for r in part], np.int64), [r[1] for r in part],
+                              np.stack([_unit(vector(r[2], np.float64)) for r in part]))
+            self.conn.executemany("UPDATE models SET block = ?, slot = ? WHERE id = ?",
+                                  [(block, slot, r[0]) for slot, r in enumerate(part)])
+
+
+def _unit(total: np.ndarray) -> np.ndarray:
+    """A fingerprint: the normalized sum of a model's normalized embeddings."""
+    return l2_normalize(np.asarray(total, np.float64)).astype(np.float32)
 
 
 def is_sqlite(path: Path) -> bool:
