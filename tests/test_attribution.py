@@ -10,8 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import invoke
-from PIL import Image
+from helpers import invoke, write_gratings
 
 from fpforensics import Gallery, embed, load_extractor
 from fpforensics.embedding.files import EmbeddingSet, load_embeddings, save_embeddings
@@ -33,17 +32,7 @@ def models_dir(tmp_path_factory) -> Path:
 
     Images 0-3 enroll, 4-5 are held out. 144 px so the 3x3 window really slides (4 distinct crops).
     """
-    root = tmp_path_factory.mktemp("gen")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:144, :144]
-    for period in (*ENROLLED, UNKNOWN):
-        d = root / f"p{period}"
-        d.mkdir()
-        grating = 0.05 * (np.cos(2 * np.pi * xx / period) + np.cos(2 * np.pi * yy / period))
-        for i in range(6):
-            img = 0.5 + 0.06 * rng.standard_normal((144, 144, 3)) + grating[..., None]
-            Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(d / f"img{i}.png")
-    return root
+    return write_gratings(tmp_path_factory.mktemp("gen"), (*ENROLLED, UNKNOWN), per_model=6, size=144)
 
 
 @pytest.fixture(scope="module")

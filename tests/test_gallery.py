@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import invoke
+from helpers import invoke, write_gratings
 
 from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.gallery import Gallery, default_gallery_path
@@ -164,19 +164,7 @@ def test_default_gallery_path(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def pattern_dirs(tmp_path_factory) -> Path:
     """Folders of 128x128 'generated' images: noise plus a model-specific periodic grating."""
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("patterns")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:128, :128]
-    for period in (3, 4, 6, 5):
-        d = root / f"p{period}"
-        d.mkdir()
-        grating = 0.05 * (np.cos(2 * np.pi * xx / period) + np.cos(2 * np.pi * yy / period))
-        for i in range(4):
-            img = 0.5 + 0.06 * rng.standard_normal((128, 128, 3)) + grating[..., None]
-            Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(d / f"img{i}.png")
-    return root
+    return write_gratings(tmp_path_factory.mktemp("patterns"), (3, 4, 6, 5), per_model=4, size=128)
 
 
 def test_cli_gallery_add_list_show_remove_calibrate(pattern_dirs, tmp_path, monkeypatch):

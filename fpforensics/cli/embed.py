@@ -23,7 +23,7 @@ def embed(
     precision: Precision = DEFAULTS.precision,
     shard: Shard = None,
     merge: Annotated[list[Path] | None, typer.Option(
-        "--merge", show_default=False, help="Instead of embedding: merge these .h5 files of `fpt embed --shard` "
+        "--merge", show_default="none", help="Instead of embedding: merge these .h5 files of `fpt embed --shard` "
                                             "(repeatable) into --out, in the order of a single run.")] = None,
 ) -> None:
     """Embed images into L2-normalized fingerprint vectors (sliding window, batched, shardable)."""

@@ -35,15 +35,15 @@ def evaluate(
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the PNG figures (numbers only).")] = False,
     batch_size: BatchSize = DEFAULTS.embed_batch_size,
     precision: Precision = DEFAULTS.precision,
-    pool: Annotated[Path | None, typer.Option("--pool", show_default=False, help="Synthetic benchmark: pool file from "
+    pool: Annotated[Path | None, typer.Option("--pool", show_default="none", help="Synthetic benchmark: pool file from "
                                               "`fpt synthesize`.")] = None,
-    real: Annotated[Path | None, typer.Option("--real", show_default=False, help="With --pool: real images fed to the "
+    real: Annotated[Path | None, typer.Option("--real", show_default="none", help="With --pool: real images fed to the "
                                               "held-out models. With --manifpt: the real images whose manifold "
                                               "defines the artifacts.")] = None,
-    manifpt: Annotated[list[str] | None, typer.Option("--manifpt", show_default=False, help="Also score the ManiFPT "
+    manifpt: Annotated[list[str] | None, typer.Option("--manifpt", show_default="none", help="Also score the ManiFPT "
                                                       "attributor in this space, rgb | freq (repeatable; needs --real; "
                                                       "identification only).")] = None,
-    holdout: Annotated[str | None, typer.Option("--holdout", show_default=False, help="With --pool: held-out "
+    holdout: Annotated[str | None, typer.Option("--holdout", show_default="none", help="With --pool: held-out "
                                                 "architectures (grid expression, e.g. U=deconv) or 'checkpoint' (the "
                                                 "held-out ids stored in the first --extractor checkpoint).")] = None,
     pool_images: Annotated[int, typer.Option("--pool-images", min=2, help="With --pool: images per held-out model.")

@@ -15,7 +15,7 @@ from fpforensics.cli.options import DEFAULTS, Json, Precision, Shard
 def synthesize(
     out: Annotated[Path, typer.Option("--out", "-o", help="Pool file to write (.h5). With --shard, may be a folder: "
                                       "the shard file pool-shard-III-of-NNN.h5 goes inside.")],
-    real: Annotated[list[Path] | None, typer.Option("--real", show_default=False,
+    real: Annotated[list[Path] | None, typer.Option("--real", show_default="none; required to train",
                                                     help="Real images (files or folders) to reconstruct.")] = None,
     arch_grid: Annotated[str, typer.Option("--arch-grid", help="'all', or KEY=v1|v2 terms (K L U A N S), e.g. "
                                            "U=deconv,A=relu|tanh, or a list of codes.")] = "all",
@@ -41,7 +41,7 @@ def synthesize(
     backend: Annotated[str, typer.Option("--backend", help="auto | grouped (grouped convs, GPU) | looped (CPU).")
                        ] = "auto",
     shard: Shard = None,
-    merge: Annotated[list[Path] | None, typer.Option("--merge", show_default=False, help="Instead of training: merge "
+    merge: Annotated[list[Path] | None, typer.Option("--merge", show_default="none", help="Instead of training: merge "
                                                      "these pool files/folders (e.g. shard files) into --out.")] = None,
     json_out: Json = False,
 ) -> None:

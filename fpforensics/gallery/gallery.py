@@ -212,7 +212,7 @@ class Gallery:
         ``shots`` images are enrolled, evenly spread over the sorted list (0 = all; the paper's 10).
         The gallery file is checked (writable, same extractor) before any image is embedded.
         """
-        from fpforensics.api import embed
+        from fpforensics.embedding.embed import embed
         from fpforensics.extractor import load_extractor
         from fpforensics.io.store import check_writable
 

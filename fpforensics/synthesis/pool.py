@@ -1,4 +1,4 @@
-"""Stage of synthesis: the pool of trained synthetic models (HDF5 format, reading API, merging).
+"""Synthesis: the pool of trained synthetic models (HDF5 format, reading API, merging, the one pool reader).
 
 File layout (``fpt_format = "pool"``, ``fpt_format_version = 1``)::
 
