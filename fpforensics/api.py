@@ -142,9 +142,10 @@ def train_extractor(pool: Any, real: Paths, out: str | Path, preset: str = "pape
                     **settings: Any):
     """Train a fingerprint extractor on a pool of synthetic models (METHOD 1.3), with zero-shot validation.
 
-    ``preset`` (``paper`` | ``tiny``) then ``settings`` (:class:`~fpforensics.extractor.training.ExtractorConfig`
-    fields, None = the preset's). ``on_plan(config, photos)`` is called once the inputs are checked,
-    before any training. Returns a :class:`~fpforensics.extractor.training.TrainResult`.
+    ``preset`` (``paper`` | ``tiny``) then ``settings``: fields of
+    :class:`~fpforensics.extractor.training.ExtractorConfig` (None = the preset's), and
+    ``batch_size``, which sets P = batch / K. ``on_plan(config, photos)`` is called once the inputs
+    are checked, before any training. Returns a :class:`~fpforensics.extractor.training.TrainResult`.
     """
     from fpforensics.device import resolve_device
     from fpforensics.extractor.training import make_config
@@ -152,6 +153,14 @@ def train_extractor(pool: Any, real: Paths, out: str | Path, preset: str = "pape
     from fpforensics.images.decode import list_images
     from fpforensics.synthesis.pool import open_pool
 
+    batch_size = settings.pop("batch_size", None)
+    if batch_size is not None:  # the paper's batch of 200 images: P models x K images each
+        k = settings.get("k") or make_config(preset).k
+        if batch_size % k or batch_size // k < 2:
+            raise InputError(f"--batch-size {batch_size} must be a multiple of K={k} with at least 2 models")
+        if settings.get("p") is not None and settings["p"] * k != batch_size:
+            raise InputError("give --batch-size or --p, not conflicting values of both")
+        settings.update(p=batch_size // k, k=k)
     cfg = make_config(preset, **settings)
     paths = list_images(real)
     pool = open_pool(pool)  # a missing or foreign pool fails here, before any work

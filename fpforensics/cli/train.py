@@ -112,18 +112,11 @@ def extractor(
     `torchrun --nproc_per_node 4 $(which fpt) train extractor ...` (P x K is per process).
     """
     from fpforensics.api import train_extractor
-    from fpforensics.errors import InputError
     from fpforensics.extractor.training import TrainCallbacks
 
-    if batch_size is not None:
-        k = images_per_model or (3 if preset == "tiny" else 4)
-        if batch_size % k or batch_size // k < 2:
-            raise InputError(f"--batch-size {batch_size} must be a multiple of K={k} with at least 2 models")
-        if models_per_batch is not None and models_per_batch * k != batch_size:
-            raise InputError("give --batch-size or --p, not conflicting values of both")
-        models_per_batch, images_per_model = batch_size // k, k
     settings = dict(backbone=backbone, embedding_dim=embedding_dim, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                    p=models_per_batch, k=images_per_model, lr=lr, margin=margin, residual=denoiser,
+                    p=models_per_batch, k=images_per_model, batch_size=batch_size, lr=lr, margin=margin,
+                    residual=denoiser,
                     holdout_archs=holdout_archs, holdout_seeds=holdout_seeds, max_train_models=max_train_models,
                     max_val_models=max_val_models, augment=False if no_augment else None,
                     half_weights=half_weights or None, seed=seed)
