@@ -12,6 +12,7 @@ size: every image is embedded alone, only the forward passes are shared.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,7 +206,7 @@ def embed_files(
     computed: list[Any] = []
     index = np.flatnonzero(next(iter(hits.values()))[1]) if hits and not todo else np.zeros(0, np.int64)
     if todo:
-        loaded = _limited(_decode(paths, report, on_skip), limit)
+        loaded = itertools.islice(_decode(paths, report, on_skip), limit)  # stops decoding at the limit
         items = ((pos, transform(img, pos) if transform else img) for pos, img in loaded)
         computed, positions = _run(todo, items, batch_size, precision, outs, on_batch=on_image)
         index = np.asarray(positions, dtype=np.int64)
@@ -237,9 +238,3 @@ def _decode(paths: list[Path], report: LoadReport, on_skip: Callable[[Path, str]
         for _, img in iter_images([path], report, on_skip):
             yield pos, img
 
-
-def _limited(items: Iterable[tuple[int, torch.Tensor]], limit: int | None) -> Iterator[tuple[int, torch.Tensor]]:
-    for count, (pos, img) in enumerate(items):
-        if limit is not None and count >= limit:
-            return
-        yield pos, img

@@ -191,9 +191,16 @@ class GalleryStore:
         try:
             yield
             self.conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:  # disk full, read-only file or folder, I/O error
+            self._rollback()
+            raise OutputError(f"{self.path or 'the gallery'}: could not write ({exc})") from None
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
     # -- reading
     def meta(self) -> Meta:
