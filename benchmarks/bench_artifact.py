@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from fpforensics.manifold import nearest_neighbors
+from fpforensics.manifpt.neighbors import nearest_neighbors
 
 
 def brute_force(queries: np.ndarray, reference: np.ndarray, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 1. Identification latency per query for galleries of 10, 10^3, 10^5 models: ``identify`` (one
    matrix product per chunk of queries + argpartition) vs a per-query, per-model Python loop.
    Random unit vectors: the cost does not depend on the values.
-2. Embedding throughput (images/s, 3x3 sliding window): ``embed_images`` (crops of many images
+2. Embedding throughput (images/s, 3x3 sliding window): the embedding loop (crops of many images
    packed into batches) vs one crop at a time, for the spectral extractor and a ResNet-18-sized
    random network (torchvision ``resnet18`` on the crops, 512-d).
 3. ``--accuracy DIR``: 10-shot identification on a folder of generators (``DIR/<model>/``):
@@ -23,10 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fpforensics.attribution import Gallery, embed_paths, identify, normalize
-from fpforensics.extractor.base import Extractor, embed_images, l2_normalize, load_extractor
-from fpforensics.io.images import list_images
-from fpforensics.transforms import grid_crops
+from fpforensics import Gallery, embed, load_extractor
+from fpforensics.embedding.loop import ExtractorEncoder, embed_images
+from fpforensics.extractor.base import Extractor
+from fpforensics.images.crops import grid_crops
+from fpforensics.images.decode import list_images
+from fpforensics.metrics import l2_normalize
+from fpforensics.verdict.match import identify
 
 
 def naive_identify(q: np.ndarray, names: list[str], fp: np.ndarray, top_k: int) -> list[list[str]]:
@@ -45,8 +48,8 @@ def bench_identify(dim: int, sizes: list[int], n_queries: int, top_k: int) -> No
     rng = np.random.default_rng(0)
     for m in sizes:
         names = [f"m{i}" for i in range(m)]
-        fp = normalize(rng.standard_normal((m, dim)).astype(np.float32))
-        q = normalize(rng.standard_normal((n_queries, dim)).astype(np.float32))
+        fp = l2_normalize(rng.standard_normal((m, dim)).astype(np.float32))
+        q = l2_normalize(rng.standard_normal((n_queries, dim)).astype(np.float32))
         identify(q[:2], (names, fp), top_k)  # warm-up
         res = identify(q, (names, fp), top_k)
         batched = best_of(identify, q, (names, fp), top_k) / n_queries
@@ -109,10 +112,10 @@ def bench_embed(device: torch.device, n_images: int, size: int, batch_size: int)
     gen = torch.Generator().manual_seed(0)
     images = [torch.rand(3, size, size, generator=gen) for _ in range(n_images)]
     for ext, n in ((load_extractor("spectral", device), n_images), (RandomResNet18().to(device).eval(), n_images // 4)):
-        imgs = images[:n]
-        embed_images(ext, imgs[:2], grid=3, batch_size=batch_size, device=device)  # warm-up
-        fast = embed_images(ext, imgs, grid=3, batch_size=batch_size, device=device)
-        fast_t = best_of(embed_images, ext, imgs, grid=3, batch_size=batch_size, device=device, repeats=2)
+        imgs, enc = images[:n], ExtractorEncoder(ext, 3, device)
+        embed_images(enc, imgs[:2], batch_size)  # warm-up
+        fast = embed_images(enc, imgs, batch_size)
+        fast_t = best_of(embed_images, enc, imgs, batch_size, repeats=2)
         slow = naive_embed(ext, imgs, 3, device)
         slow_t = best_of(naive_embed, ext, imgs, 3, device, repeats=2)
         diff = float(np.abs(fast - slow).max())
@@ -128,7 +131,8 @@ def bench_accuracy(root: Path, shots: int, max_queries: int, device, batch_size:
     t = time.perf_counter()
     for d in models:
         paths = list_images(d)
-        ok, emb, _ = embed_paths(ext, paths[:shots + max_queries], grid=3, batch_size=batch_size, device=device)
+        e = embed(paths[:shots + max_queries], ext, grid=3, batch_size=batch_size, device=device)
+        ok, emb = e.paths, e.embeddings
         g.enroll(d.name, emb[:shots], ok[:shots], ext.identity)
         queries += [(d.name, e) for e in emb[shots:]]
     elapsed = time.perf_counter() - t

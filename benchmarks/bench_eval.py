@@ -31,7 +31,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from fpforensics.evaluation.report import EvalDataset, EvalSettings, resolve_extractors, run_report
+    from fpforensics.evaluation.dataset import EvalDataset, EvalSettings
+    from fpforensics.evaluation.run import resolve_extractors, run_report
     from fpforensics.perturbations import parse_perturbations
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_eval_"))
@@ -81,7 +82,7 @@ def main() -> None:
     compare_threads("t-SNE, 1000 points x 64-d, 500 iterations", lambda: TSNE(
         perplexity=30, init="pca", metric="cosine", random_state=0, max_iter=500).fit_transform(x), "figures.py")
 
-    import fpforensics.attribution  # noqa: F401  (imported once, outside the timing)
+    import fpforensics.gallery.calibration  # noqa: F401  (imported once, outside the timing)
     from fpforensics.evaluation import protocols as P
 
     emb = np.random.default_rng(0).normal(size=(72, 3072)).astype(np.float32)
@@ -94,7 +95,7 @@ def main() -> None:
             P.embedding_quality(emb, lab)
             P.open_set(emb, lab, 5, 3)
 
-    compare_threads("protocol metrics, 72 x 3072-d embeddings", metrics, "report.py")
+    compare_threads("protocol metrics, 72 x 3072-d embeddings", metrics, "evaluation/run.py")
 
 
 if __name__ == "__main__":

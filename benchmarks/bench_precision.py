@@ -89,7 +89,7 @@ def bench_synthesis_step(args, device, crop: int) -> list[tuple[str, float]]:
 
 @torch.no_grad()
 def bench_embedding(args, device) -> tuple[list[tuple[str, float]], float]:
-    from fpforensics.extractor.base import load_extractor
+    from fpforensics.extractor import load_extractor
 
     ext = load_extractor("default", device)
     crops = torch.rand(args.batch, 3, 128, 128, device=device)

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from fpforensics.device import resolve_device
-from fpforensics.spectral import median3x3, radial_log_power
+from fpforensics.residual.median import median3x3
+from fpforensics.spectrum import radial_log_power
 
 
 def naive_median3x3(x: torch.Tensor) -> torch.Tensor:

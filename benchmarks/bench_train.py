@@ -27,7 +27,8 @@ import torch
 from fpforensics.extractor.network import FingerprintNet
 from fpforensics.extractor.training import ExtractorConfig, StepTimer, fingerprinted_spectra, train_step
 from fpforensics.perturbations import Augmenter
-from fpforensics.spectral import DnCNN, DnCNNResidual, MedianResidual
+from fpforensics.residual.dncnn import DnCNN, DnCNNResidual
+from fpforensics.residual.median import MedianResidual
 from fpforensics.synthesis.architectures import all_architectures, build_autoencoder
 
 

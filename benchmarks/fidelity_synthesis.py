@@ -18,13 +18,14 @@ import torch
 
 
 def main() -> None:
-    from fpforensics.ffd import ModelSet, frechet_frequency_distance, images_to_model_spectrum, model_set_spectra
-    from fpforensics.io.images import iter_images, list_images
-    from fpforensics.spectral import build_residual
+    from fpforensics.ffd import frechet_frequency_distance, images_to_model_spectrum, model_set_spectra
+    from fpforensics.images.crops import center_crop
+    from fpforensics.images.decode import iter_images, list_images
+    from fpforensics.images.folders import ModelSet
+    from fpforensics.residual import build_residual
     from fpforensics.synthesis.architectures import parse_grid
     from fpforensics.synthesis.pool import SyntheticPool
     from fpforensics.synthesis.training import RealData, TrainConfig, synthesize_pool
-    from fpforensics.transforms import center_crop
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", default="/work/shared/data/real")

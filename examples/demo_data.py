@@ -31,9 +31,9 @@ def write_photos(out: Path) -> None:
 def render(pool_path: Path, photos: Path, out: Path, per_model: int, seed: int) -> None:
     import torch
 
-    from fpforensics.io.images import list_images, load_image, save_png
+    from fpforensics.images.crops import random_crop, upscale_to_min_side
+    from fpforensics.images.decode import list_images, load_image, save_png
     from fpforensics.synthesis.pool import SyntheticPool
-    from fpforensics.transforms import upscale_to_min_side
 
     pool = SyntheticPool.open(pool_path)
     images = [upscale_to_min_side(load_image(p), 128) for p in list_images(photos)]
@@ -42,9 +42,7 @@ def render(pool_path: Path, photos: Path, out: Path, per_model: int, seed: int) 
         crops = []
         for _ in range(per_model):
             img = images[int(torch.randint(len(images), (1,), generator=gen))]
-            top = int(torch.randint(img.shape[1] - 127, (1,), generator=gen))
-            left = int(torch.randint(img.shape[2] - 127, (1,), generator=gen))
-            crops.append(img[:, top:top + 128, left:left + 128])
+            crops.append(random_crop(img, 128, gen)[0])
         ids = torch.full((per_model,), model_id, dtype=torch.long)
         fake = pool.apply(ids, torch.stack(crops), torch.device("cpu"))
         folder = out / entry.arch.code

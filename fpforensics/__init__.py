@@ -1,5 +1,44 @@
-"""fpforensics: zero-shot attribution of AI-generated images to their source model."""
+"""fpforensics: zero-shot attribution of AI-generated images to their source model.
+
+The front door (imported on first use, so ``import fpforensics`` stays fast)::
+
+    import fpforensics as fpt
+
+    ext = fpt.load_extractor("default")                  # the shipped extractor (or "spectral", a checkpoint)
+    gallery = fpt.Gallery.open("gallery.h5", create=True)
+    gallery.add("sdxl", ["sdxl_images/"], extractor=ext)  # enroll a model from its images
+    result = fpt.identify(["query.png"], gallery, extractor=ext)
+    print(result.identification.predictions)             # ['sdxl'] or [None] (unknown model)
+    print(fpt.verify("a.png", "b.png", extractor=ext).verdict)
+
+Also ``embed`` (fingerprints of images), ``synthesize`` (the pool of synthetic models),
+``train_extractor`` and ``evaluate`` (the papers' protocols). The ``fpt`` command calls exactly
+these functions. Stages, in the order the data flows: ``images`` -> ``residual`` -> ``spectrum``
+-> ``extractor`` -> ``embedding`` -> ``gallery`` -> ``verdict``; beside them ``manifpt``, ``ffd``,
+``evaluation`` and ``synthesis``.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_API = {"load_extractor": "fpforensics.extractor", "embed": "fpforensics.api", "Gallery": "fpforensics.gallery",
+        "identify": "fpforensics.api", "verify": "fpforensics.api", "synthesize": "fpforensics.api",
+        "train_extractor": "fpforensics.api", "evaluate": "fpforensics.api", "DEFAULTS": "fpforensics.defaults"}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fpforensics' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

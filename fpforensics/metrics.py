@@ -1,10 +1,22 @@
-"""Distances and scores shared across the tool (Frechet distance first)."""
+"""Distances and scores shared across the tool: L2 normalization, cosine, the Frechet distance."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+
+def l2_normalize(x, eps: float = 1e-12, dtype=None):
+    """Rows scaled to unit L2 norm; the one normalize of the tool (numpy arrays and torch tensors).
+
+    ``dtype`` casts a numpy input first (e.g. ``np.float64`` for the evaluation protocols); a
+    tensor keeps its dtype and device.
+    """
+    if not isinstance(x, np.ndarray) and hasattr(x, "norm"):  # a torch tensor (torch is not imported here)
+        return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+    x = np.asarray(x, dtype=dtype)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fpforensics.errors import InputError
-from fpforensics.io.images import to_uint8
+from fpforensics.images.decode import to_uint8
 
 KINDS: dict[str, PerturbationKind] = {}
 
@@ -221,7 +221,7 @@ class Augmenter:
         self.cfg = cfg or AugmentConfig()
         self.rng = random.Random(seed)
         if fit is None:
-            from fpforensics.transforms import upscale_to_min_side as fit
+            from fpforensics.images.crops import upscale_to_min_side as fit
         self.fit = fit
 
     def reseed(self, seed: int) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from fpforensics.io.images import list_images, load_image
+from fpforensics.images.decode import list_images, load_image
 from fpforensics.verdict.signal import DEFAULT_RULE, judge, residual_stats
 
 REAL_TRAIN = ("BSDS500_train", "CBSD68", "CelebA_align_32", "FFHQ_256px_10")

@@ -36,3 +36,17 @@ def write_periodic_models(root: Path, photos: list[np.ndarray], periods: tuple[i
             grid[::period, ::period] = amplitude
             Image.fromarray(np.clip(crop + grid[..., None], 0, 255).astype(np.uint8)).save(d / name.format(i=i))
     return root
+
+
+def write_gratings(root: Path, periods: tuple[int, ...], per_model: int, size: int) -> Path:
+    """ROOT/p<period>/img<i>.png: noise plus a model-specific periodic grating (a spectral fingerprint)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    for period in periods:
+        d = root / f"p{period}"
+        d.mkdir()
+        grating = 0.05 * (np.cos(2 * np.pi * xx / period) + np.cos(2 * np.pi * yy / period))
+        for i in range(per_model):
+            img = 0.5 + 0.06 * rng.standard_normal((size, size, 3)) + grating[..., None]
+            Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(d / f"img{i}.png")
+    return root

@@ -69,7 +69,7 @@ def test_cli_sl_default_says_which_extractor(model_set_dir, real_dir):
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert "project's own fingerprint extractor" in data["space_note"] and data["space_identity"].startswith("sl[")
-    from fpforensics.extractor.base import load_extractor
+    from fpforensics.extractor import load_extractor
 
     ident = load_extractor("default").identity  # shown verbatim (brackets are not Rich markup)
     assert "project's own fingerprint extractor" in res.stderr and f"'{ident}'" in res.stderr.replace("\n", "")

@@ -10,23 +10,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import invoke
-from PIL import Image
+from helpers import invoke, write_gratings
 
-from fpforensics.attribution import (
-    Gallery,
-    best_threshold,
-    calibrate_threshold,
-    embed_paths,
-    identify,
-    normalize,
-    spread_order,
-    verify,
-)
+from fpforensics import Gallery, embed, load_extractor
+from fpforensics.embedding.files import EmbeddingSet, load_embeddings, save_embeddings
 from fpforensics.errors import IncompatibleError, InputError, OutputError
-from fpforensics.extractor.base import load_extractor
-from fpforensics.io.embeddings import EmbeddingSet, load_embeddings, save_embeddings
-from fpforensics.io.images import list_images
+from fpforensics.gallery.calibration import best_threshold, calibrate_threshold
+from fpforensics.gallery.index import ExactIndex
+from fpforensics.images.decode import list_images
+from fpforensics.images.folders import spread_order
+from fpforensics.metrics import l2_normalize as normalize
+from fpforensics.verdict.match import identify, verify
 
 ENROLLED = (3, 4, 6)  # grating periods of the enrolled "models"
 UNKNOWN = 5
@@ -38,17 +32,7 @@ def models_dir(tmp_path_factory) -> Path:
 
     Images 0-3 enroll, 4-5 are held out. 144 px so the 3x3 window really slides (4 distinct crops).
     """
-    root = tmp_path_factory.mktemp("gen")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:144, :144]
-    for period in (*ENROLLED, UNKNOWN):
-        d = root / f"p{period}"
-        d.mkdir()
-        grating = 0.05 * (np.cos(2 * np.pi * xx / period) + np.cos(2 * np.pi * yy / period))
-        for i in range(6):
-            img = 0.5 + 0.06 * rng.standard_normal((144, 144, 3)) + grating[..., None]
-            Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(d / f"img{i}.png")
-    return root
+    return write_gratings(tmp_path_factory.mktemp("gen"), (*ENROLLED, UNKNOWN), per_model=6, size=144)
 
 
 @pytest.fixture(scope="module")
@@ -61,20 +45,19 @@ def enrolled(models_dir, spectral) -> Gallery:
     g = Gallery()
     for p in ENROLLED:
         paths = list_images(models_dir / f"p{p}")[:4]
-        ok, emb, _ = embed_paths(spectral, paths, grid=3)
-        g.enroll(f"p{p}", emb, ok, spectral.identity)
+        e = embed(paths, spectral, grid=3)
+        g.enroll(f"p{p}", e.embeddings, e.paths, spectral.identity)
     return g
 
 
 def test_identify_held_out_images_and_rejects_unknown(models_dir, spectral, enrolled):
     held = [p for m in ENROLLED for p in list_images(models_dir / f"p{m}")[4:]]
-    ok, emb, _ = embed_paths(spectral, held, grid=3)
-    res = identify(emb, enrolled, top_k=2)
+    res = identify(embed(held, spectral, grid=3).embeddings, enrolled, top_k=2)
     assert res.predictions == [f"p{m}" for m in ENROLLED for _ in range(2)]
     assert res.indices.shape == (6, 2) and np.all(res.scores[:, 0] >= res.scores[:, 1])
     assert enrolled.calibration.source == "calibrated" and enrolled.calibration.info["balanced_accuracy"] == 1.0
 
-    _, unknown, _ = embed_paths(spectral, list_images(models_dir / f"p{UNKNOWN}"), grid=3)
+    unknown = embed(list_images(models_dir / f"p{UNKNOWN}"), spectral, grid=3).embeddings
     res = identify(unknown, enrolled)
     assert res.predictions == [None] * 6 and np.all(res.best_scores < enrolled.threshold)
     # closed set (threshold -1): always the best model
@@ -86,7 +69,7 @@ def test_identify_is_the_naive_loop(tmp_path):
     fp = normalize(rng.standard_normal((50, 8)))
     names = [f"m{i}" for i in range(50)]
     q = normalize(rng.standard_normal((7, 8)))
-    res = identify(q, (names, fp), top_k=4, chunk_elements=100)  # several chunks
+    res = identify(q, ExactIndex(names, fp, chunk_elements=100), top_k=4)  # several chunks
     for i, query in enumerate(q):
         naive = sorted(((float(query @ f), j) for j, f in enumerate(fp)), reverse=True)[:4]
         assert [j for _, j in naive] == list(res.indices[i])
@@ -125,16 +108,17 @@ def test_calibration_schemes():
     assert one.source == "single-model" and one.threshold < one.info["genuine_mean"]
 
 
-def test_spread_order_and_embed_paths_skips(models_dir, spectral, tmp_path):
+def test_spread_order_and_embed_skips(models_dir, spectral, tmp_path):
     assert spread_order(10, 3) == [0, 4, 9, 1, 2, 3, 5, 6, 7, 8]
     assert sorted(spread_order(7, 3)) == list(range(7)) and spread_order(3, 0) == [0, 1, 2]
     bad = tmp_path / "a_bad.png"
     bad.write_bytes(b"broken")
     paths = [bad] + list_images(models_dir / "p3")
     skipped = []
-    ok, emb, report = embed_paths(spectral, paths, grid=1, limit=3, on_skip=lambda p, why: skipped.append(p))
+    e = embed(paths, spectral, grid=1, limit=3, on_skip=lambda p, why: skipped.append(p))
+    ok, emb = e.paths, e.embeddings
     assert len(ok) == 3 and bad not in ok and emb.shape == (3, 64) and skipped == [bad]
-    assert len(report.skipped) == 1 and ok == sorted(ok)  # rows back in input order
+    assert len(e.skipped) == 1 and ok == sorted(ok)  # rows back in input order
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
 
 

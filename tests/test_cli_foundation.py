@@ -50,3 +50,32 @@ def test_unknown_device_is_clear_error(model_set_dir):
 def test_quiet_hides_messages(model_set_dir):
     res = runner.invoke(app, ["-q", "--device", "cpu", "ffd", str(model_set_dir), str(model_set_dir), "-n", "2"])
     assert res.exit_code == 0 and "device:" not in res.stderr and "FFD" in res.stdout
+
+
+def _commands(group, prefix=()):
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):
+            yield from _commands(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name), cmd
+
+
+def test_help_shows_every_default_and_reads_like_prose():
+    """Every option shows its default (or is required), usage lines name arguments plainly, flags have no type."""
+    import typer
+    from typer.core import TyperOption
+
+    group = typer.main.get_command(app)
+    seen = 0
+    for path, cmd in _commands(group):
+        for p in cmd.params:
+            if isinstance(p, TyperOption) and not p.is_flag and not p.required and p.name != "help":
+                assert p.default is not None or isinstance(p.show_default, str), (path, p.name)
+                assert p.help and p.help.strip(), (path, p.name)
+        res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "300"})
+        assert res.exit_code == 0, path
+        usage = next(line for line in res.stdout.splitlines() if "Usage:" in line)
+        assert "{" not in usage and "<" not in usage, usage
+        assert "<bool>" not in res.stdout and "[default: (None)]" not in res.stdout, path
+        seen += 1
+    assert seen >= 13

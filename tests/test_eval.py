@@ -17,6 +17,7 @@ from fpforensics import perturbations as perturb
 from fpforensics.cli.app import app
 from fpforensics.errors import InputError
 from fpforensics.evaluation import protocols
+from fpforensics.metrics import l2_normalize
 
 runner = CliRunner()
 
@@ -88,7 +89,7 @@ def test_macro_f1_matches_sklearn_on_noisy_embeddings():
     ident = protocols.identification(emb, labels, shots=3, repeats=1, seed=4)
     gal, qry = protocols.shot_split(labels, 3, protocols._rng(4, 1, 0))
     fp = protocols.fingerprints(emb[gal], labels[gal], 5)
-    pred = (protocols.normalize(emb[qry]) @ fp.T).argmax(1)
+    pred = (l2_normalize(emb[qry]) @ fp.T).argmax(1)
     assert ident.macro_f1[0] == pytest.approx(f1_score(labels[qry], pred, average="macro"))
     assert ident.top1[0] == pytest.approx((pred == labels[qry]).mean())
     assert 0 < ident.top1[0] < 1

@@ -38,16 +38,28 @@ def fixture_dirs(tmp_path_factory):
     return data, real
 
 
-def test_attributor_uses_the_extractors_splits():
-    """Separable artifacts give perfect scores; the splits are those of protocols.identification."""
+def test_attributor_uses_the_extractors_splits(monkeypatch):
+    """Separable artifacts give perfect scores; the splits are exactly those of protocols.identification."""
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(4), 7)
     x = np.eye(4)[labels] @ rng.standard_normal((4, 30)) * 5 + 0.01 * rng.standard_normal((len(labels), 30))
+    seen: dict[str, list] = {"attributor": [], "extractor": []}
+    record = seen["attributor"]
+    real_split = protocols.shot_split
+
+    def spy(*args, **kwargs):
+        split = real_split(*args, **kwargs)
+        record.append(tuple(part.tolist() for part in split))
+        return split
+
+    monkeypatch.setattr(protocols, "shot_split", spy)
     ident = manifpt.identification(x, labels, shots=3, repeats=2, seed=4)
     assert ident.top1 == [1.0, 1.0] and ident.macro_f1 == [1.0, 1.0] and ident.k_top5 == 4
     assert ident.queries == 4 * 4 and ident.confusion.trace() == 2 * 16
-    ref = protocols.identification(x, labels, shots=3, repeats=2, seed=4)
-    assert ref.queries == ident.queries
+    record = seen["extractor"]
+    protocols.identification(x, labels, shots=3, repeats=2, seed=4)
+    assert len(seen["attributor"]) == 2 and seen["attributor"] == seen["extractor"]
+    assert seen["attributor"][0] != seen["attributor"][1]  # each repeat its own split
     shuffled = manifpt.identification(rng.standard_normal((len(labels), 30)), labels, shots=3, repeats=3, seed=4)
     assert np.mean(shuffled.top1) < 0.7  # noise artifacts: no better than a weak guess
 

@@ -9,11 +9,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import invoke
+from helpers import invoke, write_gratings
 
-from fpforensics.attribution import PAPER_THRESHOLD, Gallery, normalize
 from fpforensics.errors import IncompatibleError, InputError
-from fpforensics.io.gallery import default_gallery_path, read_gallery_file
+from fpforensics.gallery import Gallery, default_gallery_path
+from fpforensics.gallery.calibration import PAPER_THRESHOLD
+from fpforensics.gallery.store import GalleryStore
+from fpforensics.metrics import l2_normalize as normalize
 
 D = 16
 
@@ -46,9 +48,10 @@ def test_round_trip_and_fingerprint(tmp_path):
     assert m.created.endswith("+00:00") and m.tool_version
     assert again.extractor == "ext-A" and again.dim == D and again.extractor_spec == "spectral"
     assert again.threshold == pytest.approx(g.threshold) and again.calibration.source == "calibrated"
-    with h5py.File(path, "r") as f:
-        assert f.attrs["fpt_format"] == "gallery" and int(f.attrs["fpt_format_version"]) == 1
-        assert f["models/fingerprint"].shape == (2, D) and f["images/embedding"].shape == (7, D)
+    store = GalleryStore.open(path)
+    rows = dict(store.conn.execute("SELECT key, value FROM meta").fetchall())
+    assert rows["fpt_format"] == "gallery" and int(rows["fpt_format_version"]) == 2
+    assert store.fingerprints(D)[2].shape == (2, D) and store.count_images() == 7
 
 
 def test_append_replace_remove(tmp_path):
@@ -139,9 +142,9 @@ def test_concurrent_adds_from_two_processes_all_land(tmp_path):
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]
-    g = read_gallery_file(path)
-    assert sorted(g.names) == sorted([f"a{i}" for i in range(6)] + [f"b{i}" for i in range(6)])
-    assert len(g.image_paths) == 36
+    g = Gallery.open(path)
+    assert sorted(g.names()) == sorted([f"a{i}" for i in range(6)] + [f"b{i}" for i in range(6)])
+    assert sum(m.n_images for m in g.models()) == 36
     assert not list(tmp_path.glob(".g.h5.*.tmp"))
 
 
@@ -161,19 +164,7 @@ def test_default_gallery_path(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def pattern_dirs(tmp_path_factory) -> Path:
     """Folders of 128x128 'generated' images: noise plus a model-specific periodic grating."""
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("patterns")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:128, :128]
-    for period in (3, 4, 6, 5):
-        d = root / f"p{period}"
-        d.mkdir()
-        grating = 0.05 * (np.cos(2 * np.pi * xx / period) + np.cos(2 * np.pi * yy / period))
-        for i in range(4):
-            img = 0.5 + 0.06 * rng.standard_normal((128, 128, 3)) + grating[..., None]
-            Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(d / f"img{i}.png")
-    return root
+    return write_gratings(tmp_path_factory.mktemp("patterns"), (3, 4, 6, 5), per_model=4, size=128)
 
 
 def test_cli_gallery_add_list_show_remove_calibrate(pattern_dirs, tmp_path, monkeypatch):
@@ -250,3 +241,103 @@ def test_cli_default_gallery_in_xdg_data_home(pattern_dirs, tmp_path, monkeypatc
     res = invoke(["gallery", "add", "p3", str(pattern_dirs / "p3"), "--grid", "1"])
     assert res.exit_code == 0, res.output
     assert Gallery.open(tmp_path / "xdg" / "fpforensics" / "gallery.h5").names() == ["p3"]
+
+
+# ------------------------------------------------------------------------------------------- format v1 and scale
+
+
+def _v1_gallery(path: Path) -> None:
+    """A gallery as fpt wrote it before format v2 (HDF5, rewritten whole on every change)."""
+    from fpforensics.gallery.legacy import GalleryData, write_gallery_file
+
+    a, b = _emb(1, 3), _emb(2, 2)
+    emb = np.vstack([a, b])
+    fps = normalize(np.stack([a.mean(0), b.mean(0)]))
+    write_gallery_file(path, GalleryData(
+        extractor="ext-A", extractor_spec="spectral", dim=D, names=["a", "b"], fingerprints=fps,
+        created=["2025-01-01T00:00:00+00:00"] * 2, updated=["2025-01-02T00:00:00+00:00"] * 2,
+        tool_versions=["0.0.9"] * 2, grids=[3, 1], embeddings=emb, image_model=np.array([0, 0, 0, 1, 1], np.int32),
+        image_paths=_paths("a", 3) + _paths("b", 2), image_added=["2025-01-01T00:00:00+00:00"] * 5,
+        threshold=0.42, threshold_source="manual", threshold_info={"method": "set by hand"},
+        file_created="2025-01-01T00:00:00+00:00", file_updated="2025-01-02T00:00:00+00:00"))
+
+
+def test_v1_gallery_is_read_as_is_and_migrated_by_its_first_change(tmp_path):
+    path = tmp_path / "old.h5"
+    _v1_gallery(path)
+    before = path.read_bytes()
+    g = Gallery.open(path)
+    assert g.names() == ["a", "b"] and g.threshold == 0.42 and g.model("b").grid == 1
+    assert g.model("a").tool_version == "0.0.9" and g.embeddings("a").shape == (3, D)
+    res = invoke(["gallery", "list", "-g", str(path), "--json"])
+    assert res.exit_code == 0 and [m["name"] for m in json.loads(res.stdout)["models"]] == ["a", "b"]
+    assert path.read_bytes() == before  # reading never rewrites
+    with pytest.raises(IncompatibleError):
+        g.enroll("c", _emb(3, 2), _paths("c", 2), "ext-B")
+    assert path.read_bytes() == before  # a refused change does not migrate either
+    g.enroll("c", _emb(3, 2), _paths("c", 2), "ext-A")
+    assert path.read_bytes()[:16] == b"SQLite format 3\x00"
+    again = Gallery.open(path)
+    assert again.names() == ["a", "b", "c"] and again.threshold == 0.42 and again.model("a").created.startswith("2025")
+    np.testing.assert_allclose(again.fingerprints()[1][:2], Gallery.open(path).fingerprints()[1][:2])
+    assert not list(tmp_path.glob(".old.h5.*"))
+
+
+def test_calibration_of_a_large_gallery_reads_a_sample(tmp_path, monkeypatch):
+    """Above MAX images the threshold comes from a fixed sample; below it, from every image (as before)."""
+    from fpforensics.gallery.calibration import calibrate_threshold
+    from fpforensics.gallery.gallery import calibrate_store
+
+    g = Gallery(tmp_path / "g.h5")
+    rng = np.random.default_rng(0)
+    centers = normalize(rng.standard_normal((12, D)))
+    for m in range(12):
+        g.enroll(f"m{m}", normalize(centers[m] + 0.3 * rng.standard_normal((5, D))), _paths(f"m{m}", 5), "X")
+    store = g._reader()
+    full = calibrate_store(store, D)
+    emb = np.vstack([g.embeddings(f"m{m}") for m in range(12)])
+    exact = calibrate_threshold(emb, np.repeat(np.arange(12), 5), g.fingerprints()[1])
+    assert full.threshold == pytest.approx(exact.threshold) and "sampled_images" not in full.info
+    sampled = calibrate_store(store, D, max_images=20)
+    assert sampled.info["sampled_images"] == 20 and sampled.info["genuine_pairs"] == 20
+    assert abs(sampled.threshold - full.threshold) < 0.2
+    assert sampled.threshold == calibrate_store(store, D, max_images=20).threshold  # a fixed sample
+
+
+def test_index_blocks_follow_adds_updates_and_removals(monkeypatch):
+    from fpforensics.gallery import store as store_module
+
+    monkeypatch.setattr(store_module, "BLOCK", 4)  # several blocks with a few models
+    g = Gallery()
+    embs = {f"m{i}": _emb(i, 2) for i in range(10)}
+    for name, e in embs.items():
+        g.enroll(name, e, _paths(name, 2), "X")
+    g.enroll("m3", _emb(99, 3), _paths("m3b", 3), "X")  # an update rewrites one block in place
+    embs["m3"] = np.vstack([embs["m3"], _emb(99, 3)])
+    for name in ("m0", "m5", "m6", "m7", "m8"):  # enough removals to compact the blocks
+        g.remove(name)
+        del embs[name]
+    names, fp = g.fingerprints()
+    assert names == list(embs) == g.names()
+    for name, vec in zip(names, fp, strict=True):
+        np.testing.assert_allclose(vec, normalize(embs[name].mean(axis=0)), atol=1e-6)
+    slots = g._reader().conn.execute("SELECT SUM(LENGTH(ids)) / 8 FROM fingerprints").fetchone()[0]
+    assert slots == len(names)  # compacted: no free slot left
+    g.enroll("m10", _emb(10, 2), _paths("m10", 2), "X")
+    assert g.fingerprints()[0][-1] == "m10"
+
+
+def test_threshold_of_a_large_gallery_is_recalibrated_after_one_percent_changed():
+    from fpforensics.gallery.gallery import RECALIBRATE_SHARE
+
+    assert RECALIBRATE_SHARE == 0.01
+    g = Gallery()
+    for i in range(150):
+        g.enroll(f"m{i}", _emb(i, 2), _paths(f"m{i}", 2), "X")
+    assert g.calibration.info["genuine_pairs"] == 300
+    g.enroll("late", _emb(1000, 2), _paths("late", 2), "X")  # 1 change of 151 models: below 1%, kept
+    assert g.calibration.info["genuine_pairs"] == 300 and g.meta.pending == 1
+    g.enroll("later", _emb(1001, 2), _paths("later", 2), "X")  # 2 changes >= 1.52: recomputed
+    assert g.calibration.info["genuine_pairs"] == 304 and g.meta.pending == 0
+    g.enroll("last", _emb(1002, 2), _paths("last", 2), "X")
+    assert g.meta.pending == 1 and g.calibrate().source == "calibrated" and g.meta.pending == 0

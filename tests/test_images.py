@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from fpforensics.errors import InputError
-from fpforensics.io.images import LoadReport, iter_images, list_images, load_image, save_png, to_uint8
+from fpforensics.images.decode import LoadReport, iter_images, list_images, load_image, save_png, to_uint8
 
 
 def test_list_images_recursive_sorted_deterministic(photo_dir):

@@ -10,23 +10,17 @@ import pytest
 import torch
 from PIL import Image
 
-from fpforensics.artifact_classifier import ArtifactClassifier, cross_validate
+from fpforensics.embedding.loop import embed_files
 from fpforensics.errors import IncompatibleError, InputError
-from fpforensics.io.images import load_image
-from fpforensics.manifold import (
-    ExtractorSpace,
-    brute_force_nearest,
-    build_space,
-    compute_artifacts,
-    embed_paths,
-    fdr,
-    group_by_model,
-    load_artifacts,
-    load_or_build_manifold,
-    nearest_neighbors,
-    save_artifacts,
-    summarize,
-)
+from fpforensics.images.decode import load_image
+from fpforensics.images.folders import group_by_model
+from fpforensics.manifpt import build_space
+from fpforensics.manifpt.artifacts import compute_artifacts, load_artifacts, save_artifacts, summarize
+from fpforensics.manifpt.classifier import ArtifactClassifier, cross_validate
+from fpforensics.manifpt.fdr import fdr
+from fpforensics.manifpt.manifold import load_or_build_manifold
+from fpforensics.manifpt.neighbors import brute_force_nearest, nearest_neighbors
+from fpforensics.manifpt.spaces import ExtractorSpace
 
 
 def test_nearest_neighbors_match_brute_force():
@@ -135,7 +129,7 @@ def test_artifact_is_difference_to_nearest(real_dir, model_set_dir):
     space = build_space("rgb", size=32)
     manifold = load_or_build_manifold(space, sorted(real_dir.iterdir()))
     res = compute_artifacts(space, [model_set_dir], manifold)
-    gen_feats, _ = embed_paths(space, res.paths)
+    gen_feats = embed_files([space], res.paths).rows[0]
     real = np.asarray(manifold.features)
     np.testing.assert_allclose(res.artifacts, gen_feats - real[res.nearest_index], atol=1e-6)
     bidx, bd = brute_force_nearest(gen_feats, real)
@@ -170,7 +164,7 @@ def test_manifold_cache_round_trip(real_dir, tmp_path):
     second = load_or_build_manifold(space, paths, cache)
     assert second.from_cache and second.paths == paths
     np.testing.assert_array_equal(np.asarray(second.features), feats)
-    direct, _ = embed_paths(space, paths)
+    direct = embed_files([space], paths).rows[0]
     np.testing.assert_array_equal(feats, direct)
     second.features.file.close()
     with pytest.raises(IncompatibleError, match="does not match"):
@@ -237,7 +231,7 @@ def test_load_image_view_matches_space(real_dir):
 
 
 def test_gather_rows_from_hdf5_many_rows(tmp_path):
-    from fpforensics.manifold import gather_rows
+    from fpforensics.manifpt.neighbors import gather_rows
 
     a = np.random.default_rng(3).random((20000, 3)).astype(np.float32)
     with h5py.File(tmp_path / "g.h5", "w") as f:

@@ -48,14 +48,25 @@ def test_ffd_folders_self_zero_and_shift_positive(model_set_dir, tmp_path):
     assert ffd_between_folders(model_set_dir, sub, images_per_model=4).ffd > 0
 
 
-def test_ffd_skips_small_models_and_errors(model_set_dir):
+def test_ffd_skips_small_models_and_errors(model_set_dir, tmp_path):
     from fpforensics.errors import InputError
 
     with pytest.raises(InputError, match="no model has"):
         ffd_between_folders(model_set_dir, model_set_dir, images_per_model=50)
+    with pytest.raises(InputError, match="missing"):
+        ffd_between_folders(model_set_dir, model_set_dir / "missing", images_per_model=2)
+    # a set whose model 'small' has 2 readable images (and one broken file) among 3: skipped with warnings
+    small = tmp_path / "set" / "small"
+    small.mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        (small / name).write_bytes((model_set_dir / "model0" / "img0.png").read_bytes())
+    (small / "c_broken.png").write_bytes(b"not an image")
+    (tmp_path / "set" / "model1").symlink_to(model_set_dir / "model1")
     warnings: list[str] = []
-    with pytest.raises(InputError):
-        ffd_between_folders(model_set_dir, model_set_dir / "missing", images_per_model=2, warn=warnings.append)
+    res = ffd_between_folders(model_set_dir, tmp_path / "set", images_per_model=3, warn=warnings.append)
+    assert res.skipped_models == ["small"] and res.skipped_images == 1 and res.models_b == 1
+    assert any("c_broken.png" in w and "unreadable" in w for w in warnings)
+    assert any("'small' has 2 readable images, fewer than 3: skipped" in w for w in warnings)
 
 
 def test_ffd_is_permutation_invariant():

@@ -3,18 +3,11 @@ import math
 import pytest
 import torch
 
-from fpforensics.spectral import (
-    DnCNN,
-    MedianResidual,
-    azimuthal_average,
-    build_residual,
-    load_dncnn,
-    log_magnitude_spectrum,
-    median3x3,
-    power_spectrum,
-    radial_log_power,
-)
-from fpforensics.transforms import center_crop, grid_crops, grid_offsets
+from fpforensics.images.crops import center_crop, grid_crops, grid_offsets
+from fpforensics.residual import build_residual
+from fpforensics.residual.dncnn import DnCNN, load_dncnn
+from fpforensics.residual.median import MedianResidual, median3x3
+from fpforensics.spectrum import azimuthal_average, log_magnitude_spectrum, power_spectrum, radial_log_power
 
 
 def test_median_residual_zero_on_constant_and_removes_smooth_content():
@@ -104,8 +97,8 @@ def test_grid_crops_cover_image_equally_spaced():
 
 
 def test_no_residual_is_the_image_itself_and_round_trips_through_a_checkpoint_payload():
-    from fpforensics.extractor.trained import residual_from_payload, residual_to_payload
-    from fpforensics.spectral import NoResidual, build_residual
+    from fpforensics.residual import build_residual, residual_from_payload, residual_to_payload
+    from fpforensics.residual.none import NoResidual
 
     x = torch.rand(2, 3, 16, 16)
     none = build_residual("none")

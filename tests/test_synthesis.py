@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from fpforensics.cli.app import app
 from fpforensics.errors import IncompatibleError, InputError
+from fpforensics.sharding import parse_shard, shard_items
 from fpforensics.synthesis.architectures import OPTIONS, all_architectures, build_autoencoder, parse_grid
 from fpforensics.synthesis.packed import PackedAutoencoder
 from fpforensics.synthesis.pool import SyntheticPool, merge_pools
-from fpforensics.synthesis.training import RealData, TrainConfig, parse_shard, shard_models, synthesize_pool, train_pack
+from fpforensics.synthesis.training import RealData, TrainConfig, synthesize_pool, train_pack
 
 runner = CliRunner()
 TINY = TrainConfig(max_steps=3, batch_size=2, crop=32, calib_batches=1)
@@ -223,7 +224,7 @@ def test_resume_after_interruption_keeps_finished_models(tmp_path, tiny_data):
 def test_shards_union_is_full_grid_without_overlap(tmp_path, tiny_data):
     models = [(s, k) for s in all_architectures() for k in range(20)]
     for n in (1, 3, 7, 288, 1000):
-        parts = [shard_models(models, i, n) for i in range(n)]
+        parts = [shard_items(models, i, n, group=lambda m: m[0]) for i in range(n)]
         flat = [m for p in parts for m in p]
         assert len(flat) == len(models) and set(flat) == set(models)
     assert parse_shard("2/5") == (2, 5)

@@ -10,8 +10,9 @@ from fpforensics.checkpoints import load_checkpoint, save_checkpoint
 from fpforensics.cli.app import app
 from fpforensics.errors import IncompatibleError, InputError, OutputError
 from fpforensics.extractor.denoiser_training import DenoiserConfig, psnr, random_patches, train_denoiser
-from fpforensics.io.images import list_images
-from fpforensics.spectral import build_residual, load_dncnn
+from fpforensics.images.decode import list_images
+from fpforensics.residual import build_residual
+from fpforensics.residual.dncnn import load_dncnn
 
 runner = CliRunner()
 TINY = dict(depth=4, channels=8, patch=24, batch_size=8, val_crops=8, val_size=32)

@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 
 from fpforensics.checkpoints import load_checkpoint, save_checkpoint
+from fpforensics.embedding.loop import ExtractorEncoder, embed_images
 from fpforensics.errors import IncompatibleError, InputError, OutputError
-from fpforensics.extractor.base import embed_images, load_extractor
+from fpforensics.extractor import load_extractor
 from fpforensics.extractor.losses import batch_hard_triplet
 from fpforensics.extractor.network import FingerprintNet, load_backbone_init
 from fpforensics.extractor.sampler import PKSampler
@@ -22,7 +23,7 @@ from fpforensics.extractor.training import (
     split_models,
     train_extractor,
 )
-from fpforensics.io.images import list_images
+from fpforensics.images.decode import list_images
 from fpforensics.perturbations import KINDS, AugmentConfig, Augmenter, Perturbation, parse_perturb, quantize
 from fpforensics.synthesis.architectures import build_autoencoder, parse_grid
 
@@ -242,7 +243,7 @@ def test_train_checkpoint_and_load(full_run, pool, photo_dir, tmp_path):
     ext = load_extractor(path)
     assert isinstance(ext, TrainedExtractor) and ext.identity == res.identity == ckpt["identity"]
     assert ext.identity.startswith("resnet18:") and ext.embedding_dim == 16
-    emb = embed_images(ext, [torch.rand(3, 128, 128), torch.rand(3, 200, 150)], grid=3)
+    emb = embed_images(ExtractorEncoder(ext, grid=3), [torch.rand(3, 128, 128), torch.rand(3, 200, 150)])
     assert emb.shape == (2, 16) and torch.allclose(torch.from_numpy(emb).norm(dim=1), torch.ones(2), atol=1e-5)
     with pytest.raises(IncompatibleError, match="resnet50"):
         TrainedExtractor.from_checkpoint(path, backbone="resnet50")
@@ -257,7 +258,7 @@ def test_train_checkpoint_and_load(full_run, pool, photo_dir, tmp_path):
 
 
 def _dncnn_file(tmp_path):
-    from fpforensics.spectral import DnCNN
+    from fpforensics.residual.dncnn import DnCNN
 
     net = DnCNN(depth=3, channels=4)
     return save_checkpoint({"state_dict": net.state_dict(), "depth": 3, "channels": 4}, tmp_path / "d.pt", "dncnn")

@@ -1,1 +1,1 @@
-"""The `fpt` command line: a thin Typer layer over the library."""
+"""CLI: the ``fpt`` command line, a thin Typer layer over the library's front door (``fpforensics.api``)."""

@@ -1,7 +1,7 @@
-"""The `fpt` application: global options and the list of commands.
+"""CLI: the ``fpt`` application, its global options and its list of commands.
 
-Each command lives in its own module of this package and imports its heavy dependencies
-inside the function body, so `fpt --help` does not import torch.
+Each command lives in its own module of this package and imports its heavy dependencies inside
+the function body, so ``fpt --help`` does not import torch.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import typer
 
 from fpforensics import __version__
-from fpforensics.cli import artifact, attribution, common, evaluate, ffd, synthesize, train
+from fpforensics.cli import artifact, common, embed, evaluate, ffd, gallery, synthesize, train
+from fpforensics.cli.options import Device
 
 app = typer.Typer(
     name="fpt",
@@ -30,8 +31,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_callback(
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N (auto: CUDA when present)."),
-    verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More detail (tracebacks on internal errors)."),
+    device: Device = "auto",
+    verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More detail (tracebacks on internal errors); "
+                                "repeatable."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only results and errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
@@ -39,15 +41,12 @@ def main_callback(
     common.STATE.device, common.STATE.verbose, common.STATE.quiet = device, verbose, quiet
 
 
-app.command("synthesize")(synthesize.synthesize)
+for name, command in (("synthesize", synthesize.synthesize), ("embed", embed.embed), ("identify", embed.identify),
+                      ("verify", embed.verify), ("ffd", ffd.ffd), ("artifact", artifact.artifact),
+                      ("eval", evaluate.evaluate)):
+    app.command(name, cls=common.FptCommand)(command)
 app.add_typer(train.train_app, name="train")
-app.command("embed")(attribution.embed)
-app.add_typer(attribution.gallery_app, name="gallery")
-app.command("identify")(attribution.identify)
-app.command("verify")(attribution.verify)
-app.command("ffd")(ffd.ffd)
-app.command("artifact")(artifact.artifact)
-app.command("eval")(evaluate.evaluate)
+app.add_typer(gallery.gallery_app, name="gallery")
 
 
 def main() -> None:

@@ -1,41 +1,31 @@
-"""`fpt ffd`: Frechet Frequency Distance between two sets of models."""
+"""CLI: ``fpt ffd``, the Frechet Frequency Distance between two sets of models."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from fpforensics.cli import common
+from fpforensics.cli import common, render
+from fpforensics.cli.options import DEFAULTS, Json, Residual
 
 
 def ffd(
-    set_a: Path = typer.Argument(..., help="Folder with one subfolder of images per model."),
-    set_b: Path = typer.Argument(..., help="Second folder of the same shape."),
-    images_per_model: int = typer.Option(100, "--images-per-model", "-n", help="Images used per model (paper: 100)."),
-    residual: str = typer.Option("default", "--residual", help="default | median | dncnn | PATH to DnCNN weights."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    set_a: Annotated[Path, typer.Argument(metavar="SET_A", help="Folder with one subfolder of images per model.")],
+    set_b: Annotated[Path, typer.Argument(metavar="SET_B", help="Second folder of the same shape.")],
+    images_per_model: Annotated[int, typer.Option("--images-per-model", "-n", min=1,
+                                                  help="Images used per model (paper: 100).")
+                                ] = DEFAULTS.ffd_images_per_model,
+    residual: Residual = DEFAULTS.residual,
+    json_out: Json = False,
 ) -> None:
     """Frechet Frequency Distance between two sets of generative models (lower = more alike)."""
-    from fpforensics.ffd import ModelSet, ffd_between_folders
+    from fpforensics.ffd import ffd_between_folders
+    from fpforensics.images.folders import ModelSet
 
-    device = common.get_device()
     total = sum(len(ModelSet.from_folder(p).models) for p in (set_a, set_b))
-    with common.progress() as bar:
-        task = bar.add_task("models", total=total, rate="")
-        result = ffd_between_folders(
-            set_a, set_b, images_per_model=images_per_model, residual=residual, device=device,
-            on_model=lambda _name: bar.advance(task), warn=common.warn,
-        )
-    if json_out:
-        common.emit_json({"set_a": str(set_a), "set_b": str(set_b), **result.to_dict()})
-        return
-    from rich.table import Table
-
-    table = Table(title="Frechet Frequency Distance")
-    for col in ("FFD", "models A", "models B", "images/model", "skipped models"):
-        table.add_column(col, justify="right")
-    table.add_row(f"{result.ffd:.4f}", str(result.models_a), str(result.models_b), str(result.images_per_model),
-                  str(len(result.skipped_models)))
-    common.out.print(table)
-    common.info(f"preprocessing: {result.preprocessing}")
+    with common.bar("models", total) as bar:
+        result = ffd_between_folders(set_a, set_b, images_per_model, residual, common.get_device(),
+                                     on_model=lambda _name: bar.advance(), warn=common.warn)
+    render.ffd(set_a, set_b, result, json_out)

@@ -1,4 +1,4 @@
-"""PNG figures of an ``fpt eval`` report (matplotlib, Agg backend: no display needed).
+"""Evaluation: the PNG figures of an ``fpt eval`` report (matplotlib, Agg backend: no display needed).
 
 Per extractor (clean images): confusion matrix, t-SNE of the embeddings coloured by model,
 same/different-model similarity histograms. Across extractors: ROC curves, accuracy vs
@@ -7,7 +7,6 @@ perturbation strength. Per model: the mean residual spectrum (log10 radial power
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
@@ -16,11 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fpforensics.io.store import safe_name  # noqa: E402
+
 DPI = 110
-
-
-def safe_name(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "extractor"
 
 
 def model_colors(n: int) -> list:
@@ -176,7 +173,7 @@ def write_all(out_dir: Path, report: dict, figure_data: dict, labels: np.ndarray
         label = e["label"]
         data = figure_data[label]
         ident, ver = data["identification"], data["verification"]
-        tag = safe_name(label)
+        tag = safe_name(label, "extractor")
         top1 = 100 * float(np.mean(ident.top1))
         out.append(confusion_figure(out_dir / f"confusion_{tag}.png", ident.confusion, names,
                                     f"{label}: identification confusion (top-1 {top1:.1f}%, summed over repeats)"))

@@ -1,7 +1,7 @@
-"""The ManiFPT attributor in ``fpt eval`` (``--manifpt SPACE --real DIR``), next to the extractors.
+"""Evaluation: the ManiFPT attributor in ``fpt eval`` (``--manifpt SPACE --real DIR``), next to the extractors.
 
 For each space the artifacts ``a(x) = phi(x) - phi(x*)`` of every dataset image against the real
-manifold (:mod:`fpforensics.manifold`) are computed once and cached in ``OUT/cache/`` (keyed by
+manifold (:mod:`fpforensics.manifpt`) are computed once and cached in ``OUT/cache/`` (keyed by
 space identity and settings, the real files and the dataset files). Identification then uses the
 *same* seeded shot/query splits as the extractors (:func:`protocols.shot_split` with the same
 stream), so the numbers are a paired comparison: per repeat an :class:`ArtifactClassifier` is
@@ -46,8 +46,9 @@ def label(space: str) -> str:
 def dataset_artifacts(space, paths: list[Path], files_signature: str, real_dir: Path, cache, device,
                       on_image: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Artifacts ``(N, D)`` of ``paths`` (rows of unreadable images are zero), readable mask, manifold info."""
-    from fpforensics.io.images import list_images
-    from fpforensics.manifold import compute_artifacts, load_or_build_manifold, paths_digest
+    from fpforensics.images.decode import list_images
+    from fpforensics.manifpt.artifacts import compute_artifacts
+    from fpforensics.manifpt.manifold import load_or_build_manifold, paths_digest
 
     real_paths = list_images([real_dir])
     if not real_paths:
@@ -76,7 +77,7 @@ def dataset_artifacts(space, paths: list[Path], files_signature: str, real_dir: 
 def identification(artifacts: np.ndarray, labels: np.ndarray, shots: int, repeats: int, seed: int,
                    dim: int = 128, C: float = 1.0) -> protocols.IdentificationResult:
     """Closed-set identification by the attributor on the extractors' exact shot/query splits."""
-    from fpforensics.artifact_classifier import ArtifactClassifier
+    from fpforensics.manifpt.classifier import ArtifactClassifier
 
     labels = np.asarray(labels)
     n_models = int(labels.max()) + 1
@@ -102,7 +103,7 @@ def evaluate(dataset, spaces: list[str], real_dir: Path, settings, cache, device
     labels and splits are identical. An image the artifact space cannot read is fatal here
     rather than silently changing the splits.
     """
-    from fpforensics.manifold import build_space
+    from fpforensics.manifpt import build_space
 
     results: dict[str, dict] = {}
     described: list[dict] = []

@@ -1,4 +1,4 @@
-"""The papers' evaluation protocols (METHOD 1.5) on precomputed, L2-normalized embeddings.
+"""Evaluation: the papers' protocols (METHOD 1.5) on precomputed embeddings, each registered for ``fpt eval``.
 
 Every function takes ``embeddings (N, D)`` and integer model ``labels (N,)`` and is seeded, so
 two extractors evaluated with the same seed see exactly the same splits and pairs (paired
@@ -31,14 +31,11 @@ from sklearn.metrics import (
 )
 
 from fpforensics.errors import InputError
+from fpforensics.evaluation import PROTOCOLS
+from fpforensics.metrics import l2_normalize
 
 SILHOUETTE_MAX_POINTS = 5000
 TARGET_FPR = 0.01
-
-
-def normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
 def mean_std(values: list[float] | np.ndarray) -> dict[str, float]:
@@ -70,10 +67,10 @@ def shot_split(labels: np.ndarray, shots: int, rng: np.random.Generator) -> tupl
 
 def fingerprints(embeddings: np.ndarray, labels: np.ndarray, n_models: int) -> np.ndarray:
     """One fingerprint per model: the L2-normalized mean of its (normalized) embeddings, ``(M, D)``."""
-    emb = normalize(embeddings)
+    emb = l2_normalize(embeddings, dtype=np.float64)
     sums = np.zeros((n_models, emb.shape[1]))
     np.add.at(sums, np.asarray(labels), emb)
-    return normalize(sums)
+    return l2_normalize(sums)
 
 
 @dataclass
@@ -128,7 +125,7 @@ def identification(embeddings: np.ndarray, labels: np.ndarray, shots: int = 10, 
     """Closed-set 1:N identification: a query goes to the most similar fingerprint (mean of the shots)."""
     labels = np.asarray(labels)
     n_models = int(labels.max()) + 1
-    emb = normalize(embeddings)
+    emb = l2_normalize(embeddings, dtype=np.float64)
 
     def cosine_to_fingerprints(gal: np.ndarray, qry: np.ndarray) -> np.ndarray:
         return emb[qry] @ fingerprints(emb[gal], labels[gal], n_models).T
@@ -222,7 +219,7 @@ def pair_scores(embeddings: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndar
     Gathering two (pairs, D) matrices is slow for wide embeddings (3072-d pixels: 200 MB for
     10,000 pairs), so up to ``GRAM_MAX_IMAGES`` images the Gram matrix is computed once and indexed.
     """
-    emb = normalize(embeddings)
+    emb = l2_normalize(embeddings, dtype=np.float64)
     if len(emb) <= GRAM_MAX_IMAGES:
         return (emb @ emb.T)[a, b]
     out = np.empty(len(a))
@@ -302,7 +299,7 @@ def verification(embeddings: np.ndarray, labels: np.ndarray, pairs: int = 10000,
 def embedding_quality(embeddings: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
     """Silhouette (Euclidean on L2-normalized embeddings; sampled above 5000 points) and Davies-Bouldin."""
     labels = np.asarray(labels)
-    emb = normalize(embeddings)
+    emb = l2_normalize(embeddings, dtype=np.float64)
     n_labels = len(np.unique(labels))
     if n_labels < 2 or n_labels >= len(labels):
         return {"silhouette": None, "davies_bouldin": None, "note": "needs 2 <= models < images"}
@@ -325,16 +322,16 @@ def open_set(embeddings: np.ndarray, labels: np.ndarray, shots: int = 10, repeat
     are left out. Known queries are the non-shot images of enrolled models; unknown queries are
     all images of left-out models. The rejection score is ``-max cosine`` to the enrolled
     fingerprints. The operating point uses the threshold ``fpt gallery`` calibrates from the
-    enrolled images (:func:`fpforensics.attribution.calibrate_threshold`).
+    enrolled images (:func:`fpforensics.gallery.calibration.calibrate_threshold`).
     """
-    from fpforensics.attribution import calibrate_threshold
+    from fpforensics.gallery.calibration import calibrate_threshold
 
     labels = np.asarray(labels)
     n_models = int(labels.max()) + 1
     if n_models < 3:
         return {"auroc": None, "note": "needs at least 3 models (2 enrolled + 1 left out)"}
     n_out = int(min(max(1, round(holdout_fraction * n_models)), n_models - 2))
-    emb = normalize(embeddings)
+    emb = l2_normalize(embeddings, dtype=np.float64)
     keys = ("auroc", "threshold", "known_accept_rate", "unknown_reject_rate", "known_accuracy", "open_set_accuracy")
     runs: dict[str, list[float]] = {k: [] for k in keys}
     for r in range(repeats):
@@ -368,3 +365,27 @@ def open_set(embeddings: np.ndarray, labels: np.ndarray, shots: int = 10, repeat
     out.update(per_repeat=runs, models_left_out=n_out, models_enrolled=n_models - n_out,
                threshold_method="fpt gallery calibration on the enrolled shots")
     return out
+
+
+# ---------------------------------------------------------------------------- the registered protocols
+# Each takes (embeddings, labels, settings) with the settings of `fpt eval` (EvalSettings).
+
+
+@PROTOCOLS.register("identification")
+def identification_protocol(embeddings: np.ndarray, labels: np.ndarray, s) -> IdentificationResult:
+    return identification(embeddings, labels, s.shots, s.repeats, s.seed)
+
+
+@PROTOCOLS.register("verification")
+def verification_protocol(embeddings: np.ndarray, labels: np.ndarray, s) -> VerificationResult:
+    return verification(embeddings, labels, s.pairs, s.repeats, s.seed)
+
+
+@PROTOCOLS.register("embedding_quality")
+def embedding_quality_protocol(embeddings: np.ndarray, labels: np.ndarray, s) -> dict:
+    return embedding_quality(embeddings, labels, s.seed)
+
+
+@PROTOCOLS.register("open_set")
+def open_set_protocol(embeddings: np.ndarray, labels: np.ndarray, s) -> dict:
+    return open_set(embeddings, labels, s.shots, s.repeats, s.seed, s.open_set_fraction)

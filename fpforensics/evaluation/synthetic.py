@@ -1,4 +1,4 @@
-"""The synthetic zero-shot benchmark of ``fpt eval --pool POOL --real DIR --holdout ...``.
+"""Evaluation: the synthetic zero-shot benchmark of ``fpt eval --pool POOL --real DIR --holdout ...``.
 
 Held-out synthetic models (architectures never used in training) turn the *same* seeded 128x128
 crops of real photos into images, written as lossless PNGs to ``OUT/synthetic_dataset/<model>/``;
@@ -21,23 +21,13 @@ import torch
 
 from fpforensics.defaults import DEFAULTS
 from fpforensics.errors import IncompatibleError, InputError
-from fpforensics.io.images import iter_images, list_images, save_png
-from fpforensics.transforms import upscale_to_min_side
+from fpforensics.images.crops import random_crop, upscale_to_min_side
+from fpforensics.images.decode import iter_images, list_images, save_png
+from fpforensics.synthesis.pool import open_pool
 
 FOLDER = "synthetic_dataset"
-CROP = int(DEFAULTS["crop_size"])
+CROP = DEFAULTS.crop_size
 BATCH = 32
-
-
-def open_pool(pool: Any):
-    """A pool object (anything with ``entries`` and ``apply``) passes through; a path is opened."""
-    if hasattr(pool, "apply") and hasattr(pool, "entries"):
-        return pool
-    try:
-        from fpforensics.synthesis.pool import SyntheticPool
-    except ImportError:
-        raise InputError("this install has no synthetic pool support yet (fpforensics.synthesis.pool)") from None
-    return SyntheticPool.open(pool)
 
 
 def holdout_ids(pool, holdout: str, extractor_specs: list[str]) -> tuple[list[int], str]:
@@ -84,10 +74,8 @@ def real_crops(real: str | Path, n: int, seed: int) -> tuple[torch.Tensor, list[
     crops, used = [], []
     for j in range(n):
         path, img = photos[order[j % len(photos)]]
-        img = upscale_to_min_side(img, CROP)
-        h, w = img.shape[-2:]
-        top, left = int(rng.integers(0, h - CROP + 1)), int(rng.integers(0, w - CROP + 1))
-        crops.append(img[:, top:top + CROP, left:left + CROP])
+        crop, top, left = random_crop(upscale_to_min_side(img, CROP), CROP, rng)
+        crops.append(crop)
         used.append(f"{path}@{top},{left}")
     return torch.stack(crops), used
 

@@ -13,7 +13,7 @@ the denoised output. The difference is the PSNR gain that shows the denoiser lea
 The noise is not clipped to [0, 1]: the residual the extractor uses must be the noise model the
 denoiser learned, and clipping would bias it at dark and bright pixels.
 
-The output checkpoint (kind ``dncnn``) loads with :func:`fpforensics.spectral.load_dncnn`. While
+The output checkpoint (kind ``dncnn``) loads with :func:`fpforensics.residual.dncnn.load_dncnn`. While
 training it is rewritten every ``save_every`` steps with the optimizer state, so ``resume=True``
 continues an interrupted run; the final file drops the optimizer state.
 """
@@ -33,23 +33,23 @@ import torch.nn.functional as F
 from fpforensics.checkpoints import load_checkpoint, save_checkpoint
 from fpforensics.defaults import DEFAULTS
 from fpforensics.errors import IncompatibleError, InputError, OutputError
-from fpforensics.io.images import iter_images
-from fpforensics.spectral import DnCNN
-from fpforensics.transforms import upscale_to_min_side
+from fpforensics.images.crops import random_crop
+from fpforensics.images.real import load_photos
+from fpforensics.residual.dncnn import DnCNN
 
 
 @dataclass
 class DenoiserConfig:
     """Everything that defines a denoiser training run (stored in the checkpoint)."""
 
-    sigma: float = float(DEFAULTS["denoiser_sigma"])  # on the 0..255 scale
+    sigma: float = DEFAULTS.denoiser_sigma  # on the 0..255 scale
     sigma_max: float = 0.0  # > sigma: blind training, each patch's sigma drawn uniformly in [sigma, sigma_max]
-    depth: int = int(DEFAULTS["dncnn_depth"])
-    channels: int = int(DEFAULTS["dncnn_channels"])
-    patch: int = 40
-    batch_size: int = 64
-    steps: int = 3000
-    lr: float = 1e-3
+    depth: int = DEFAULTS.dncnn_depth
+    channels: int = DEFAULTS.dncnn_channels
+    patch: int = DEFAULTS.denoiser_patch
+    batch_size: int = DEFAULTS.denoiser_batch_size
+    steps: int = DEFAULTS.denoiser_steps
+    lr: float = DEFAULTS.denoiser_lr
     val_fraction: float = 0.1
     val_crops: int = 64
     val_size: int = 64
@@ -99,16 +99,6 @@ class DenoiserResult:
                 "levels": self.levels}
 
 
-def load_photos(paths: Sequence[Path], min_side: int, on_skip: Callable[[Path, str], None] | None = None
-                ) -> list[torch.Tensor]:
-    """Decode photos once and keep them as uint8 ``(3, H, W)`` (4x less memory than float)."""
-    photos = []
-    for _path, img in iter_images(paths, on_skip=on_skip):
-        img = upscale_to_min_side(img, min_side)
-        photos.append(img.mul(255).round().to(torch.uint8))
-    return photos
-
-
 def split_photos(photos: list[torch.Tensor], val_fraction: float, seed: int
                  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Hold out whole photos (not crops of training photos) for the PSNR measurement."""
@@ -125,11 +115,7 @@ def random_patches(photos: list[torch.Tensor], n: int, size: int, gen: torch.Gen
     idx = torch.randint(len(photos), (n,), generator=gen).tolist()
     out = torch.empty(n, 3, size, size)
     for j, i in enumerate(idx):
-        img = photos[i]
-        h, w = img.shape[-2:]
-        top = int(torch.randint(h - size + 1, (1,), generator=gen))
-        left = int(torch.randint(w - size + 1, (1,), generator=gen))
-        patch = img[:, top:top + size, left:left + size].float().div_(255)
+        patch = random_crop(photos[i], size, gen)[0].float().div_(255)
         if augment:
             mode = int(torch.randint(8, (1,), generator=gen))
             patch = torch.rot90(patch, mode % 4, dims=(1, 2))
@@ -167,7 +153,7 @@ def psnr_by_level(net: DnCNN, clean: torch.Tensor, sigmas: Sequence[float], devi
     The median is the training-free residual the extractor uses by default: the DnCNN is only
     worth its cost at the levels where it beats it.
     """
-    from fpforensics.spectral import median3x3
+    from fpforensics.residual.median import median3x3
 
     rows = []
     for sigma in sigmas:

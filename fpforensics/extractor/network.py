@@ -1,10 +1,11 @@
-"""The fingerprint network of METHOD 1.3: a torchvision ResNet on the residual spectrum, two heads.
+"""Stage 4, extractor: the fingerprint network of METHOD 1.3, a registered backbone on the residual spectrum with two heads.
 
 * Input: the per-channel log-magnitude spectrum of the residual (``log_magnitude_spectrum``),
   ``(B, 3, 128, 128)``. Its values sit around -10..0, far from what a ResNet stem expects, so
   a ``BatchNorm2d(3)`` standardises it first (learned, frozen at inference like every BN).
-* Backbone: ResNet-18/34/50 from torchvision, random init (``--init`` loads local weights in
-  torchvision's format), ``fc`` removed: the pooled 512-d (18/34) or 2048-d (50) feature.
+* Backbone: any of :data:`fpforensics.extractor.BACKBONES` (built in: ResNet-18/34/50 from
+  torchvision), random init (``--init`` loads local weights in torchvision's format), ``fc``
+  removed: the pooled 512-d (18/34) or 2048-d (50) feature.
 * Embedding head: a linear projection to ``embedding_dim`` (default 512), or the pooled feature
   itself with ``embedding_dim=0``. The triplet loss and attribution use it L2-normalised.
 * Classifier head: a linear layer over the training models on the embedding (cross-entropy),
@@ -21,21 +22,14 @@ import torch
 import torch.nn as nn
 
 from fpforensics.errors import IncompatibleError, InputError
+from fpforensics.extractor import BACKBONES
 
-BACKBONES = ("resnet18", "resnet34", "resnet50")
-INPUT_TRANSFORM = "logmag"  # fpforensics.spectral.log_magnitude_spectrum
+INPUT_TRANSFORM = "logmag"  # fpforensics.spectrum.log_magnitude_spectrum
 
 
 def make_backbone(name: str) -> tuple[nn.Module, int]:
-    """A torchvision ResNet without its ``fc`` layer, and its pooled feature size."""
-    import torchvision
-
-    if name not in BACKBONES:
-        raise InputError(f"unknown backbone '{name}': use one of {', '.join(BACKBONES)}")
-    net = getattr(torchvision.models, name)(weights=None)
-    feat_dim = net.fc.in_features
-    net.fc = nn.Identity()
-    return net, feat_dim
+    """The registered backbone ``name`` (trunk without classifier) and its pooled feature size."""
+    return BACKBONES.get(name)()
 
 
 class FingerprintNet(nn.Module):

@@ -1,4 +1,4 @@
-"""A trained extractor rebuilt from one self-contained checkpoint (``fpt train extractor``).
+"""Stage 4, extractor: a trained extractor rebuilt from one self-contained checkpoint (``fpt train extractor``).
 
 The checkpoint (kind ``extractor``) holds the network weights, the backbone name, the embedding
 size, the input transform and the residual extractor *with its weights* (the DnCNN state_dict is
@@ -13,54 +13,17 @@ a foreign or malicious file is refused, never executed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from fpforensics.checkpoints import load_checkpoint, state_dict_digest
-from fpforensics.errors import IncompatibleError, InputError
+from fpforensics.errors import IncompatibleError
+from fpforensics.extractor import BACKBONES
 from fpforensics.extractor.base import Extractor
-from fpforensics.extractor.network import BACKBONES, INPUT_TRANSFORM, FingerprintNet
-from fpforensics.spectral import (
-    DnCNN,
-    DnCNNResidual,
-    MedianResidual,
-    NoResidual,
-    ResidualExtractor,
-    log_magnitude_spectrum,
-)
-
-
-def residual_to_payload(residual: ResidualExtractor) -> dict[str, Any]:
-    """Describe a residual extractor so that a checkpoint can rebuild it alone."""
-    if isinstance(residual, DnCNNResidual):
-        return {"kind": "dncnn", "identity": residual.identity, "depth": residual.net.depth,
-                "channels": residual.net.channels,
-                "state_dict": {k: v.detach().cpu() for k, v in residual.net.state_dict().items()}}
-    if isinstance(residual, MedianResidual):
-        return {"kind": "median", "identity": residual.identity}
-    if isinstance(residual, NoResidual):
-        return {"kind": "none", "identity": residual.identity}
-    raise InputError(f"residual '{residual.identity}' cannot be stored in an extractor checkpoint")
-
-
-def residual_from_payload(payload: dict[str, Any], path: str | Path = "") -> ResidualExtractor:
-    kind = payload.get("kind")
-    if kind == "median":
-        return MedianResidual()
-    if kind == "none":
-        return NoResidual()
-    if kind == "dncnn":
-        net = DnCNN(depth=int(payload["depth"]), channels=int(payload["channels"]))
-        try:
-            net.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
-        except (RuntimeError, KeyError) as exc:
-            raise IncompatibleError(f"{path}: embedded DnCNN weights do not match ({str(exc).splitlines()[0]})"
-                                    ) from None
-        for p in net.parameters():
-            p.requires_grad_(False)
-        return DnCNNResidual(net, identity=str(payload["identity"]))
-    raise IncompatibleError(f"{path}: unknown residual kind '{kind}' in extractor checkpoint")
+from fpforensics.extractor.network import INPUT_TRANSFORM, FingerprintNet
+from fpforensics.residual import residual_from_payload
+from fpforensics.residual.base import ResidualExtractor
+from fpforensics.spectrum import log_magnitude_spectrum
 
 
 class TrainedExtractor(Extractor):

@@ -49,8 +49,7 @@ from fpforensics.checkpoints import load_checkpoint, save_checkpoint
 from fpforensics.defaults import DEFAULTS
 from fpforensics.device import autocast, resolve_precision
 from fpforensics.errors import IncompatibleError, InputError
-from fpforensics.extractor.base import l2_normalize
-from fpforensics.extractor.denoiser_training import load_photos, refuse_existing
+from fpforensics.extractor.denoiser_training import refuse_existing
 from fpforensics.extractor.losses import batch_hard_triplet
 from fpforensics.extractor.network import (
     BACKBONES,
@@ -61,9 +60,14 @@ from fpforensics.extractor.network import (
     read_init_weights,
 )
 from fpforensics.extractor.sampler import PKSampler
-from fpforensics.extractor.trained import TrainedExtractor, identity_of_state, residual_to_payload
+from fpforensics.extractor.trained import TrainedExtractor, identity_of_state
+from fpforensics.images.real import load_photos, random_crops
+from fpforensics.metrics import l2_normalize
 from fpforensics.perturbations import AugmentConfig, Augmenter, quantize
-from fpforensics.spectral import ResidualExtractor, build_residual, log_magnitude_spectrum
+from fpforensics.residual import build_residual, residual_to_payload
+from fpforensics.residual.base import ResidualExtractor
+from fpforensics.spectrum import log_magnitude_spectrum
+from fpforensics.synthesis.pool import open_pool
 
 CROP = int(DEFAULTS["crop_size"])
 
@@ -169,14 +173,7 @@ class RealCrops:
         return len(self.photos)
 
     def crops(self, indices: Sequence[int], gen: torch.Generator) -> torch.Tensor:
-        out = torch.empty(len(indices), 3, CROP, CROP)
-        for j, i in enumerate(indices):
-            img = self.photos[int(i)]
-            h, w = img.shape[-2:]
-            top = int(torch.randint(h - CROP + 1, (1,), generator=gen))
-            left = int(torch.randint(w - CROP + 1, (1,), generator=gen))
-            out[j] = img[:, top:top + CROP, left:left + CROP].float().div_(255)
-        return out
+        return random_crops(self.photos, indices, CROP, gen).float().div_(255)
 
 
 @dataclass
@@ -269,15 +266,6 @@ def check_init_keeps_zero_shot(init: InitWeights, split: ModelSplit, warn: Calla
              f"({len(init_held)}) are known to be unseen, so validation on the others may not be zero-shot")
 
 
-def open_pool(path: Any):
-    """A :class:`~fpforensics.synthesis.pool.SyntheticPool` from a path (an open pool-like object passes through)."""
-    if hasattr(path, "apply") and hasattr(path, "entries"):
-        return path
-    from fpforensics.synthesis.pool import SyntheticPool
-
-    return SyntheticPool.open(path)
-
-
 # ------------------------------------------------------------------------------------ the step
 
 
@@ -329,7 +317,7 @@ def fingerprinted_images(pool, pool_ids: torch.Tensor, crops: torch.Tensor, devi
                          lowres: int = 0, to_8bit: bool = True) -> torch.Tensor:
     """Real crops -> synthetic models -> 8-bit images, as saved by a generator (at ``lowres`` px, then
     brought up to the crop size by the inference path for small images)."""
-    from fpforensics.transforms import upscale_to_min_side
+    from fpforensics.images.crops import upscale_to_min_side
 
     size = crops.shape[-1]
     x = crops.to(device)

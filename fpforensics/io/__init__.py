@@ -1,1 +1,1 @@
-"""Input and output: images and HDF5 stores."""
+"""Files: reading and writing fpt files (HDF5 stamps, atomic replacement, locks, JSON, safe names)."""

@@ -1,4 +1,4 @@
-"""The one place for how fpforensics reads and writes HDF5 files.
+"""Files: how fpforensics reads and writes its files (HDF5 stamps, atomic replacement, locks, safe names).
 
 Every file written by the tool carries root attributes ``fpt_format`` (what it is: ``pool``,
 ``gallery``, ``embeddings``, ``artifacts``, ...), ``fpt_format_version`` and ``tool_version``.
@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
@@ -24,7 +27,7 @@ from fpforensics import __version__
 from fpforensics.errors import IncompatibleError, InputError, OutputError
 
 
-def _default_mode() -> int:
+def default_mode() -> int:
     """Permissions a plain ``open()`` would give (mkstemp makes files owner-only)."""
     umask = os.umask(0)
     os.umask(umask)
@@ -117,7 +120,7 @@ def atomic_file(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
         os.close(fd)
         tmp = Path(tmp_name)
-        os.chmod(tmp, _default_mode())
+        os.chmod(tmp, default_mode())
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -164,3 +167,37 @@ def read_str(value: object) -> str:
 
 
 STR_DTYPE = h5py.string_dtype("utf-8")
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second: every file's ``created`` / ``updated`` stamp."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def safe_name(text: str, fallback: str = "item") -> str:
+    """``text`` as a portable file name part: runs of anything but ASCII letters, digits, ``_.-`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or fallback
+
+
+def json_default(o: object):
+    """``json.dump`` fallback for numpy values and paths: the one JSON encoding of fpt's results."""
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def write_json(path: Path, obj: dict) -> Path:
+    """Write ``obj`` as indented JSON atomically; a NaN is refused rather than written as invalid JSON."""
+    try:
+        with atomic_file(path) as tmp, open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=2, default=json_default, allow_nan=False)
+            fh.write("\n")
+    except ValueError as exc:
+        raise OutputError(f"{path}: could not write ({exc})") from None
+    return path

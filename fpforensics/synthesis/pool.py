@@ -1,4 +1,4 @@
-"""The pool of trained synthetic models: HDF5 format, reading API, merging.
+"""Synthesis: the pool of trained synthetic models (HDF5 format, reading API, merging, the one pool reader).
 
 File layout (``fpt_format = "pool"``, ``fpt_format_version = 1``)::
 
@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -362,6 +363,14 @@ class SyntheticPool:
 
     def __del__(self) -> None:  # pragma: no cover - best effort
         self.close()
+
+
+def open_pool(pool: Any) -> SyntheticPool:
+    """The one pool reader: a path (pool file or folder of shards) is opened; an open pool-like object
+    (anything with ``entries`` and ``apply``) passes through."""
+    if hasattr(pool, "apply") and hasattr(pool, "entries"):
+        return pool
+    return SyntheticPool.open(pool)
 
 
 def merge_pools(inputs: Sequence[str | Path], out: str | Path) -> SyntheticPool:

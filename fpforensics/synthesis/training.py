@@ -48,12 +48,13 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from fpforensics.defaults import DEFAULTS
 from fpforensics.device import autocast, resolve_precision
 from fpforensics.errors import IncompatibleError, InputError, OutputError
-from fpforensics.io.images import LoadReport, iter_images, list_images
+from fpforensics.images.decode import LoadReport, iter_images, list_images
+from fpforensics.images.real import prepare_photo, random_crops
+from fpforensics.sharding import shard_items
 from fpforensics.synthesis.architectures import GRID_VERSION, ArchitectureSpec, build_autoencoder
 from fpforensics.synthesis.packed import PackedAutoencoder, select_models
 
@@ -137,7 +138,7 @@ class RealData:
         images, digests, kept = [], [], []
         for path, img in iter_images(paths, report, on_skip):
             digests.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
-            images.append(_prepare(img, crop))
+            images.append(prepare_photo(img, crop, MAX_SHORT_SIDE))
             kept.append(path)
         if not images:
             names = inputs if isinstance(inputs, str | Path) else ", ".join(str(i) for i in inputs)
@@ -151,7 +152,7 @@ class RealData:
     @classmethod
     def from_tensors(cls, images: Sequence[torch.Tensor], crop: int = int(DEFAULTS["crop_size"])) -> RealData:
         """From in-memory ``(3, H, W)`` images in [0, 1] (tests, notebooks)."""
-        prepared = [_prepare(im, crop) for im in images]
+        prepared = [prepare_photo(im, crop, MAX_SHORT_SIDE) for im in images]
         h = hashlib.sha256()
         for im in prepared:
             h.update(hashlib.sha256(im.numpy().tobytes()).hexdigest().encode())
@@ -165,26 +166,7 @@ class RealData:
             self._device_images[key] = [im.to(device) for im in self.images]
         imgs = self._device_images[key]
         picks = torch.randint(len(imgs), (batch_size,), generator=gen).tolist()
-        crops = []
-        for i in picks:
-            _, h, w = imgs[i].shape
-            top = int(torch.randint(h - crop + 1, (1,), generator=gen))
-            left = int(torch.randint(w - crop + 1, (1,), generator=gen))
-            crops.append(imgs[i][:, top:top + crop, left:left + crop])
-        return torch.stack(crops).float().div_(255.0)
-
-
-def _prepare(img: torch.Tensor, crop: int) -> torch.Tensor:
-    """Resize so that the short side is in [crop, MAX_SHORT_SIDE] (aspect kept); store as uint8."""
-    h, w = img.shape[-2:]
-    short = min(h, w)
-    target = crop if short < crop else (MAX_SHORT_SIDE if short > MAX_SHORT_SIDE else short)
-    if target != short:
-        scale = target / short
-        size = (max(crop, round(h * scale)), max(crop, round(w * scale)))
-        img = F.interpolate(img.unsqueeze(0), size=size, mode="bicubic", align_corners=False,
-                            antialias=target < short).squeeze(0)
-    return img.clamp(0, 1).mul(255).round().to(torch.uint8)
+        return random_crops(imgs, picks, crop, gen).float().div_(255.0)
 
 
 def _stream_id(data_seed: int, step: int) -> int:
@@ -464,38 +446,6 @@ class SynthesisSummary:
         }
 
 
-def shard_models(models: Sequence[tuple[ArchitectureSpec, int]], index: int, count: int
-                 ) -> list[tuple[ArchitectureSpec, int]]:
-    """Models of shard ``index`` of ``count``: whole architectures round-robin (so packs stay full),
-    or single models round-robin when there are fewer architectures than shards. Disjoint; the union
-    over ``index`` is ``models``."""
-    if count < 1 or not 0 <= index < count:
-        raise InputError(f"shard {index}/{count}: expected 0 <= i < n")
-    archs = sorted({spec for spec, _ in models}, key=lambda s: s.index)
-    if count <= len(archs):
-        mine = {spec for pos, spec in enumerate(archs) if pos % count == index}
-        return [m for m in models if m[0] in mine]
-    return [m for pos, m in enumerate(models) if pos % count == index]
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``"i/n"``; when None, from RANK/WORLD_SIZE (torchrun) or SLURM_PROCID/SLURM_NTASKS, else 0/1."""
-    if text is None:
-        for rank, world in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
-            if os.environ.get(rank) is not None and os.environ.get(world) is not None:
-                text = f"{os.environ[rank]}/{os.environ[world]}"
-                break
-        else:
-            return (0, 1)
-    try:
-        i, n = (int(v) for v in text.strip().split("/"))
-    except ValueError:
-        raise InputError(f"--shard '{text}': expected i/n, e.g. 0/4") from None
-    if n < 1 or not 0 <= i < n:
-        raise InputError(f"--shard '{text}': expected 0 <= i < n")
-    return (i, n)
-
-
 def parts_dir(out: Path) -> Path:
     """Where finished packs of an unfinished run wait (each an atomic, complete pool file)."""
     return out.with_name(out.name + ".parts")
@@ -537,7 +487,7 @@ def synthesize_pool(
     if pack_size < 1:
         raise InputError(f"--pack-size must be at least 1 (got {pack_size})")
     all_models = [(spec, s) for spec in sorted(set(specs), key=lambda x: x.index) for s in seeds]
-    mine = shard_models(all_models, *shard)
+    mine = shard_items(all_models, *shard, group=lambda m: m[0])  # whole architectures: packs stay full
     data = real if isinstance(real, RealData) else RealData.from_folder(real, max(cfg.crop, cfg.calib_crop), on_skip=on_skip)
     config_json = cfg.to_json()
 

@@ -95,7 +95,7 @@ def _load(entry: ReportEntry) -> torch.Tensor | None:
     if entry.image is not None:
         return to_tensor(entry.image)
     try:
-        from fpforensics.io.images import load_image
+        from fpforensics.images.decode import load_image
 
         return load_image(os.fsdecode(entry.path) if isinstance(entry.path, bytes) else entry.path)
     except Exception:  # the report still lists a result whose file has gone or is unreadable
@@ -119,8 +119,9 @@ def spectrum_picture(image: torch.Tensor) -> Image.Image:
     """Log-magnitude spectrum of the median residual, averaged over the 3x3 grid crops and channels (centred)."""
     import matplotlib
 
-    from fpforensics.spectral import MedianResidual, log_magnitude_spectrum
-    from fpforensics.transforms import grid_crops
+    from fpforensics.images.crops import grid_crops
+    from fpforensics.residual.median import MedianResidual
+    from fpforensics.spectrum import log_magnitude_spectrum
 
     spec = log_magnitude_spectrum(MedianResidual()(grid_crops(image, CROP, GRID))).mean(dim=(0, 1)).numpy()
     lo, hi = np.percentile(spec, [1, 99.5])

@@ -41,7 +41,7 @@ def sha256_file_cached(path: str | os.PathLike) -> str:
 
 def extractor_file(spec: str | os.PathLike | None) -> Path | None:
     """The weight file behind an ``--extractor`` value (as ``load_extractor`` resolves it), or None if built in."""
-    from fpforensics.extractor.base import DEFAULT_EXTRACTOR_PATH
+    from fpforensics.extractor import DEFAULT_EXTRACTOR_PATH
 
     spec = "default" if spec is None else os.fspath(spec)
     if spec == "default":

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from fpforensics.defaults import DEFAULTS
-from fpforensics.spectral import MedianResidual
-from fpforensics.transforms import grid_crops
+from fpforensics.images.crops import grid_crops
+from fpforensics.residual.median import MedianResidual
 
 CROP = int(DEFAULTS["crop_size"])
 GRID = int(DEFAULTS["grid"])

@@ -1,4 +1,4 @@
-"""The ManiFPT attributor: a classifier trained on artifact vectors (METHOD 2, ManiFPT 2.3).
+"""ManiFPT, the attributor: a classifier trained on artifact vectors (METHOD 2, ManiFPT 2.3).
 
 The paper trains a ResNet-50 on artifacts; here the attributor is deliberately small so it
 trains in seconds on a CPU from a few dozen artifacts per model: standardize -> PCA (at most

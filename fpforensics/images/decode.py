@@ -1,4 +1,4 @@
-"""The one way to find and load images.
+"""Stage 1, images in: finding and decoding image files.
 
 Images become float32 tensors ``(3, H, W)`` in ``[0, 1]``. Pixels are decoded as stored: no
 re-encoding and no resampling here (grey and palette images are expanded to RGB, alpha is

@@ -1,7 +1,10 @@
-"""The gallery file: enrolled models, their images' embeddings and fingerprints (HDF5).
+"""Stage 6, gallery: the gallery format v1 (HDF5, rewritten whole on every change), read for migration to v2.
 
-Layout (``fpt_format = "gallery"``, version 1). Flat arrays, not one group per model, so a
-gallery of 10^5 models loads its fingerprint matrix in one read:
+Galleries written before v2 (:mod:`fpforensics.gallery.store`) are read here: opened for reading
+as they are, and migrated to v2 in place (atomically) by the first change. The writer is kept for
+the migration tests and the benchmark that compares v2 with the old way.
+
+Layout (``fpt_format = "gallery"``, version 1). Flat arrays, not one group per model:
 
 * ``models/name`` ``(M,)`` str; ``models/fingerprint`` ``(M, D)`` float32 (L2-normalized mean of
   the model's image embeddings); ``models/created``, ``models/updated``, ``models/tool_version``
@@ -14,16 +17,12 @@ gallery of 10^5 models loads its fingerprint matrix in one read:
   ``embedding_dim``, ``threshold`` (open-set threshold, NaN when none), ``threshold_source``
   (``calibrated`` | ``single-model`` | ``default`` | ``manual``), ``threshold_info`` (JSON with
   the calibration statistics), ``created``, ``updated``; plus the common fpt stamp.
-
-This module only reads and writes that layout; the logic (enrollment, calibration, locking)
-lives in :mod:`fpforensics.attribution`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,16 +33,7 @@ from fpforensics.io.store import STR_DTYPE, atomic_h5, open_h5, read_str
 
 KIND = "gallery"
 FORMAT_VERSION = 1
-ENV_VAR = "FPT_GALLERY"
-
-
-def default_gallery_path() -> Path:
-    """``$FPT_GALLERY``, else ``$XDG_DATA_HOME/fpforensics/gallery.h5`` (``~/.local/share`` by default)."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home).expanduser() / "fpforensics" / "gallery.h5"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 @dataclass
@@ -75,7 +65,7 @@ def _strs(ds) -> list[str]:
 
 
 def read_gallery_file(path: str | Path) -> GalleryData:
-    """Load a gallery; missing, corrupt, foreign or inconsistent files raise a one-line error."""
+    """Load a v1 gallery; missing, corrupt, foreign or inconsistent files raise a one-line error."""
     path = Path(path)
     with open_h5(path, KIND, max_version=FORMAT_VERSION) as f:
         try:
@@ -128,7 +118,7 @@ def _check_consistent(g: GalleryData, path: Path) -> None:
 
 
 def write_gallery_file(path: str | Path, g: GalleryData) -> None:
-    """Write the whole gallery atomically (temp file + rename): a crash leaves the old file."""
+    """Write a whole v1 gallery atomically (temp file + rename): the old way, for tests and the benchmark."""
     dim = int(g.dim)
     with atomic_h5(path, KIND, copy_existing=False, format_version=FORMAT_VERSION) as f:
         f.attrs["extractor"] = g.extractor or ""
@@ -150,3 +140,17 @@ def write_gallery_file(path: str | Path, g: GalleryData) -> None:
         im.create_dataset("model", data=np.asarray(g.image_model, np.int32))
         im.create_dataset("path", data=np.array(g.image_paths, dtype=object), dtype=STR_DTYPE)
         im.create_dataset("added", data=np.array(g.image_added, dtype=object), dtype=STR_DTYPE)
+
+
+def import_v1(g: GalleryData, store) -> None:
+    """Copy a v1 gallery into an empty v2 store (inside the caller's transaction)."""
+    from fpforensics.gallery.store import Meta
+
+    store.write_meta(Meta(g.extractor, g.extractor_spec, g.dim, g.threshold, g.threshold_source, g.threshold_info,
+                          created=g.file_created, updated=g.file_updated))
+    for i, name in enumerate(g.names):
+        rows = np.flatnonzero(g.image_model == i)
+        model_id = store.insert_model(name, g.created[i], g.updated[i], g.tool_versions[i], g.grids[i], len(rows),
+                                      g.embeddings[rows].astype(np.float64).sum(axis=0))
+        store.insert_images(model_id, g.embeddings[rows], [g.image_paths[r] for r in rows],
+                            [g.image_added[r] for r in rows])

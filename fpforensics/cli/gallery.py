@@ -1,0 +1,102 @@
+"""CLI: ``fpt gallery add | list | show | remove | calibrate``, the enrolled models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fpforensics.cli import common, render
+from fpforensics.cli.options import DEFAULTS, BatchSize, Extractor, Gallery, Grid, Images, Json, Precision
+
+gallery_app = typer.Typer(cls=common.FptGroup, no_args_is_help=True,
+                          help="Enrolled models (gallery file; default $FPT_GALLERY or "
+                               "~/.local/share/fpforensics/gallery.h5).")
+Name = Annotated[str, typer.Argument(metavar="NAME", help="Enrolled model name.")]
+
+
+def _path(path: Path | None, for_writing: bool = False) -> Path:
+    """``--gallery``, else the default gallery (its folder created when about to write)."""
+    from fpforensics.errors import OutputError
+    from fpforensics.gallery import default_gallery_path
+
+    if path is not None:
+        return path
+    path = default_gallery_path()
+    if for_writing:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{path.parent}: cannot create the gallery folder ({exc.strerror or exc})") from None
+    return path
+
+
+@gallery_app.command("add", cls=common.FptCommand)
+def gallery_add(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Model name, e.g. sdxl.")],
+    inputs: Images,
+    shots: Annotated[int, typer.Option("--shots", "-n", min=0, help="Images enrolled, evenly spread over the sorted "
+                                       "list (0 = all). Paper: 10.")] = DEFAULTS.shots,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace the model's images instead of appending.")
+                       ] = False,
+    gallery: Gallery = None,
+    extractor: Extractor = DEFAULTS.extractor,
+    grid: Grid = DEFAULTS.grid,
+    batch_size: BatchSize = DEFAULTS.embed_batch_size,
+    precision: Precision = DEFAULTS.precision,
+    json_out: Json = False,
+) -> None:
+    """Enroll a model (or add images to it): appends its embeddings and updates its fingerprint."""
+    from fpforensics.gallery import Gallery as Store
+
+    path = _path(gallery, for_writing=True)
+    g = Store.open(path, create=True)  # a corrupt file fails here, before any work
+    with common.bar(f"enrolling {name}") as bar:
+        info, e = g.add(name, inputs, extractor, shots, replace, grid, batch_size, common.get_device(), precision,
+                        on_start=bar.start, on_image=bar.advance, on_skip=bar.skipped)
+    render.enrolled(path, name, info, e, g, replace, json_out)
+
+
+@gallery_app.command("list", cls=common.FptCommand)
+def gallery_list(gallery: Gallery = None, json_out: Json = False) -> None:
+    """List enrolled models: name, images, enrolled, extractor."""
+    from fpforensics.gallery import Gallery as Store
+
+    path = _path(gallery)
+    render.gallery_list(path, Store.open(path, create=True), json_out)
+
+
+@gallery_app.command("show", cls=common.FptCommand)
+def gallery_show(name: Name, gallery: Gallery = None, json_out: Json = False) -> None:
+    """Show one enrolled model: metadata and its source images."""
+    from fpforensics.gallery import Gallery as Store
+
+    render.model_details(Store.open(_path(gallery)).model(name), json_out)
+
+
+@gallery_app.command("remove", cls=common.FptCommand)
+def gallery_remove(name: Name, gallery: Gallery = None) -> None:
+    """Remove an enrolled model and its images."""
+    from fpforensics.gallery import Gallery as Store
+
+    path = _path(gallery)
+    g = Store.open(path)
+    m = g.remove(name)
+    render.say(f"removed '{name}' ({m.n_images} image(s)); {len(g)} model(s) left in {path}")
+
+
+@gallery_app.command("calibrate", cls=common.FptCommand)
+def gallery_calibrate(
+    set_value: Annotated[float | None, typer.Option("--set", show_default="derived from the enrolled images",
+                                                    help="Fix the threshold by hand instead (a cosine, -1..1).")
+                         ] = None,
+    gallery: Gallery = None,
+    json_out: Json = False,
+) -> None:
+    """(Re)derive the open-set threshold from the enrolled images, or fix it with --set."""
+    from fpforensics.gallery import Gallery as Store
+
+    path = _path(gallery)
+    g = Store.open(path)
+    render.calibration(path, g, g.calibrate(set_value), json_out)

@@ -1,0 +1,390 @@
+"""CLI: every table, line and JSON document the commands print on stdout, rendered in one place.
+
+Results go to stdout, verbatim (paths and identities such as ``spectral[median3x3]`` are never
+read as markup); messages go to stderr through :mod:`fpforensics.cli.common`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from fpforensics.cli import common
+from fpforensics.io.store import json_default
+
+
+def say(msg: str) -> None:
+    """A result line on stdout, printed verbatim."""
+    common.out.print(msg, highlight=False, markup=False)
+
+
+def emit_json(obj: Any) -> None:
+    """Machine-readable results on stdout (plain, no Rich markup)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=json_default) + "\n")
+    sys.stdout.flush()
+
+
+def table(title: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str]], caption: str | None = None,
+          sections: Sequence[int] = ()) -> Table:
+    """A Rich table of plain strings (escaped): ``columns`` are ``(name, justify)``; ``sections`` end a group of rows."""
+    t = Table(title=escape(title), caption=caption)
+    for name, justify in columns:
+        t.add_column(name, justify=justify, overflow="fold")
+    for i, row in enumerate(rows):
+        t.add_row(*(escape(str(c)) for c in row), end_section=i in sections)
+    return t
+
+
+def show(*renderables: Any) -> None:
+    for r in renderables:
+        common.out.print(r)
+
+
+def skip_note(skipped: Sequence) -> str:
+    return f"; skipped {len(skipped)} unreadable file(s)" if skipped else ""
+
+
+def short_time(iso: str) -> str:
+    """``2026-11-23T20:10:54+00:00`` -> ``2026-11-23 20:10`` (UTC) for tables; JSON keeps the full time."""
+    return iso[:16].replace("T", " ")
+
+
+# ---------------------------------------------------------------------------- embed / gallery
+
+
+def embedded(e, out, spec: str) -> None:
+    say(f"embedded {len(e.paths)} image(s) -> {out} ({e.embeddings.shape[1]}-d, extractor {e.extractor.identity}, "
+        f"grid {e.grid}x{e.grid}){' shard ' + '/'.join(map(str, e.shard)) if e.shard[1] > 1 else ''}"
+        f"{skip_note(e.skipped)}")
+
+
+def merged_embeddings(inputs: Sequence, out, merged) -> None:
+    say(f"merged {len(inputs)} file(s) into {out}: {len(merged.paths)} image(s), extractor {merged.extractor}")
+
+
+def enrolled(path, name: str, info, e, gallery, replace: bool, as_json: bool) -> None:
+    cal = gallery.calibration
+    if as_json:
+        return emit_json({"gallery": str(path), "model": name, "enrolled": len(e.paths), "found": e.found,
+                          "skipped": len(e.skipped), "model_images": info.n_images, "models": len(gallery),
+                          "threshold": cal.threshold if cal else None,
+                          "threshold_source": cal.source if cal else None})
+    say(f"{'replaced' if replace else 'enrolled'} '{name}': {len(e.paths)} of {e.found} image(s){skip_note(e.skipped)}; "
+        f"model now has {info.n_images} image(s); gallery {path} has {len(gallery)} model(s)")
+    if cal:
+        common.info(f"threshold {cal.threshold:.4f} ({cal.source})")
+
+
+def gallery_list(path, gallery, as_json: bool) -> None:
+    models, cal = gallery.models(), gallery.calibration
+    if as_json:
+        return emit_json({"gallery": str(path), "extractor": gallery.extractor,
+                          "threshold": cal.threshold if cal else None, "threshold_source": cal.source if cal else None,
+                          "models": [m.to_dict() | {"paths": None, "added": None} for m in models]})
+    if not models:
+        return say(f"gallery {path}: no models enrolled (`fpt gallery add NAME IMAGES`)")
+    columns = [("name", "left"), ("images", "right"), ("enrolled", "left"), ("updated", "left"), ("extractor", "left")]
+    show(table(f"{path} ({len(models)} models)", columns,
+               [[m.name, m.n_images, short_time(m.created), short_time(m.updated), m.extractor or ""] for m in models]))
+    if cal:
+        say(f"threshold: {cal.threshold:.4f} ({cal.source})")
+
+
+def model_details(m, as_json: bool) -> None:
+    if as_json:
+        return emit_json(m.to_dict())
+    common.out.print(m.name, style="bold", highlight=False, markup=False)
+    for key, value in (("images", m.n_images), ("enrolled", m.created), ("updated", m.updated),
+                       ("extractor", m.extractor), ("grid", f"{m.grid}x{m.grid}"), ("tool version", m.tool_version)):
+        say(f"  {key:<13}{value}")
+    say("  sources:")
+    for p, t in zip(m.paths, m.added, strict=True):
+        say(f"    {t}  {p}")
+
+
+def calibration(path, gallery, cal, as_json: bool) -> None:
+    if as_json:
+        return emit_json({"gallery": str(path), "threshold": cal.threshold, "source": cal.source, **cal.info})
+    say(f"threshold {cal.threshold:.4f} ({cal.source}) for extractor {gallery.extractor}")
+    for k, v in cal.info.items():
+        say(f"  {k}: {v}")
+
+
+# ---------------------------------------------------------------------------- identify / verify
+
+
+def identified(result, as_json: bool, as_csv: bool) -> None:
+    e, res = result.embedded, result.identification
+    preds = res.predictions
+    if as_json:
+        return emit_json({
+            "gallery": str(result.gallery.path), "extractor": e.extractor.identity, "threshold": res.threshold,
+            "skipped": len(e.skipped),
+            "results": [{"path": str(p), "prediction": preds[i], "known": preds[i] is not None,
+                         "best_score": float(res.scores[i, 0]),
+                         "ranking": [{"rank": r, "model": n, "cosine": round(s, 6)} for r, n, s in res.ranking(i)]}
+                        for i, p in enumerate(e.paths)]})
+    if as_csv:
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["path", "rank", "model", "cosine", "prediction"])
+        for i, p in enumerate(e.paths):
+            for r, n, s in res.ranking(i):
+                w.writerow([str(p), r, n, f"{s:.6f}", preds[i] if preds[i] is not None else "unknown model"])
+        return sys.stdout.flush()
+    thr = f"threshold {res.threshold:.4f}" if res.threshold is not None else "no threshold"
+    t = Table(title=f"identification against {len(result.gallery)} model(s), {thr}")
+    for col, just in (("image", "left"), ("rank", "right"), ("model", "left"), ("cosine", "right"), ("verdict", "left")):
+        t.add_column(col, justify=just)
+    for i, p in enumerate(e.paths):
+        verdict = f"[green]{escape(preds[i])}[/green]" if preds[i] is not None else "[yellow]unknown model[/yellow]"
+        ranking = res.ranking(i)
+        for r, n, s in ranking:
+            t.add_row(escape(str(p)) if r == 1 else "", str(r), escape(n), f"{s:.4f}", verdict if r == 1 else "",
+                      end_section=r == len(ranking))
+    show(t)
+    n_known = sum(p is not None for p in preds)
+    common.info(f"{len(e.paths)} image(s): {n_known} attributed, {len(e.paths) - n_known} unknown model"
+                f"{skip_note(e.skipped)}")
+
+
+def verified(a, b, res, as_json: bool) -> None:
+    if as_json:
+        return emit_json({"a": str(a), "b": str(b), "cosine": res.cosine, "threshold": res.threshold,
+                          "same_model": res.same_model, "verdict": res.verdict, "extractor": res.extractor,
+                          "images": list(res.images), "note": res.note})
+    say(f"cosine {res.cosine:.4f}  threshold {res.threshold:.4f}  -> {res.verdict}")
+    if res.note:
+        say(f"note: {res.note}")
+
+
+# ---------------------------------------------------------------------------- ffd / synthesize
+
+
+def ffd(set_a, set_b, result, as_json: bool) -> None:
+    if as_json:
+        return emit_json({"set_a": str(set_a), "set_b": str(set_b), **result.to_dict()})
+    show(table("Frechet Frequency Distance", [(c, "right") for c in ("FFD", "models A", "models B", "images/model",
+                                                                      "skipped models")],
+               [[f"{result.ffd:.4f}", result.models_a, result.models_b, result.images_per_model,
+                 len(result.skipped_models)]]))
+    common.info(f"preprocessing: {result.preprocessing}")
+
+
+def merged_pool(inputs: Sequence, out, pool, as_json: bool) -> None:
+    n_eta = sum(e.reached_eta for e in pool.entries)
+    if as_json:
+        return emit_json({"out": str(out), "models": len(pool), "reached_eta": n_eta, "fingerprint": pool.fingerprint})
+    say(f"merged {len(inputs)} input(s) into {out}: {len(pool)} models ({n_eta} reached eta), "
+        f"fingerprint {pool.fingerprint}")
+
+
+def synthesized(summary, eta: float, max_steps: int, as_json: bool) -> None:
+    r = summary.to_dict()
+    if as_json:
+        return emit_json(r)
+
+    def fmt(v, spec=".4f"):
+        return "-" if v is None else format(v, spec)
+
+    columns = [(c, "right") for c in ("models", "trained now", "reached eta", "mean final loss", "mean eval loss",
+                                       "mean steps", "time (s)", "models/s")]
+    show(table(f"Synthetic models -> {summary.out}", columns, [[
+        summary.planned, r["trained"], f"{r['reached_eta']}/{r['trained']}", fmt(r["mean_final_loss"]),
+        fmt(r["mean_eval_loss"]), fmt(r["mean_steps"], ".1f"), f"{summary.seconds:.1f}",
+        f"{summary.models_per_second:.3f}"]]))
+    if summary.not_reached:
+        shown = ", ".join(summary.not_reached[:10]) + (" ..." if len(summary.not_reached) > 10 else "")
+        common.warn(f"{len(summary.not_reached)} model(s) did not reach eta={eta} within {max_steps} steps "
+                    f"(kept, marked reached_eta=False): {shown}")
+
+
+# ---------------------------------------------------------------------------- eval
+
+
+
+def _pm(d: dict | None, pct: bool = True, digits: int = 1) -> str:
+    if not d or d.get("mean") is None or not math.isfinite(d["mean"]):
+        return "-"
+    scale = 100.0 if pct else 1.0
+    m, s = d["mean"] * scale, d["std"] * scale
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if s > 0 else f"{m:.{digits}f}"
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _auroc(o: dict) -> str:
+    return _pm(o.get("auroc")) if o.get("auroc") is not None else "-"
+
+
+def _name(e: dict) -> str:
+    return e["label"] + (" (baseline)" if e["baseline"] else "")
+
+
+IDENT_COLUMNS = ["extractor", "top-1 %", "top-5 %", "macro-F1 %", "silhouette", "Davies-Bouldin"]
+VERIF_COLUMNS = ["extractor", "AUC %", "EER %", "TPR@FPR1% %", "acc (calibrated) %", "acc (oracle) %",
+                 "open-set AUROC %"]
+ROBUST_COLUMNS = ["extractor", "perturbation", "top-1 %", "macro-F1 %", "AUC %", "EER %", "acc (calibrated) %",
+                  "open-set AUROC %"]
+
+
+def identification_rows(report: dict, perturbation: str = "clean") -> list[list[str]]:
+    """Identification (1:N) and embedding quality, one row per extractor (percent, mean ± std)."""
+    rows = []
+    for e in report["extractors"]:
+        r = report["results"][e["label"]][perturbation]
+        i, q = r["identification"], r["embedding_quality"]
+        rows.append([_name(e), _pm(i["top1"]), _pm(i["top5"]), _pm(i["macro_f1"]),
+                     _num(q.get("silhouette")), _num(q.get("davies_bouldin"), 2)])
+    if perturbation == "clean":
+        for a in report.get("attributors", []):
+            i = report["results"][a["label"]]["clean"]["identification"]
+            rows.append([a["label"] + " (attributor)", _pm(i["top1"]), _pm(i["top5"]), _pm(i["macro_f1"]),
+                         "n/a", "n/a"])
+    return rows
+
+
+def verification_rows(report: dict, perturbation: str = "clean") -> list[list[str]]:
+    """Verification (1:1) and open-set rejection, one row per extractor."""
+    rows = []
+    for e in report["extractors"]:
+        r = report["results"][e["label"]][perturbation]
+        v = r["verification"]
+        rows.append([_name(e), _pm(v["auc"]), _pm(v["eer"]), _pm(v["tpr_at_fpr1"]), _pm(v["accuracy"]),
+                     _pm(v["oracle_accuracy"]), _auroc(r["open_set"])])
+    return rows
+
+
+def robustness_rows(report: dict) -> list[list[str]]:
+    rows = []
+    for e in report["extractors"]:
+        for p in report["perturbations"]:
+            r = report["results"][e["label"]][p]
+            i, v = r["identification"], r["verification"]
+            rows.append([e["label"], p, _pm(i["top1"]), _pm(i["macro_f1"]), _pm(v["auc"]), _pm(v["eer"]),
+                         _pm(v["accuracy"]), _auroc(r["open_set"])])
+    return rows
+
+
+def _sections(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    ds, s = report["dataset"], report["settings"]
+    head = (f"{len(ds['models'])} models, {ds['images']} images, shots {s['shots']}, {s['repeats']} repeats")
+    out = [
+        (f"Identification (1:N) and embedding quality: {head}", IDENT_COLUMNS, identification_rows(report)),
+        (f"Verification (1:1, {s['pairs']} test pairs) and open set", VERIF_COLUMNS, verification_rows(report)),
+    ]
+    if len(report["perturbations"]) > 1:
+        out.append(("Robustness (every image perturbed)", ROBUST_COLUMNS, robustness_rows(report)))
+    return out
+
+
+def rich_tables(report: dict) -> list:
+    """The terminal view: identification, verification and (with --perturb) robustness tables."""
+    return [table(title, [(c, "left" if c in ("extractor", "perturbation") else "right") for c in columns], rows,
+                  caption="mean ± std over repeats") for title, columns, rows in _sections(report)]
+
+
+def markdown_tables(report: dict) -> str:
+    """The same tables in Markdown (for docs / README results sections)."""
+    lines: list[str] = []
+    for title, columns, rows in _sections(report):
+        lines += [f"**{title}** (mean ± std over repeats)", "", "| " + " | ".join(columns) + " |",
+                  "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def denoiser(result, as_json: bool) -> None:
+    if as_json:
+        return emit_json(result.to_dict())
+    say(f"wrote {result.path}: {result.steps} steps, held-out PSNR {result.psnr_noisy:.2f} dB noisy -> "
+        f"{result.psnr_denoised:.2f} dB denoised (gain {result.psnr_gain:+.2f} dB) "
+        f"on {result.val_images} held-out photo(s)")
+    if result.levels:
+        table("held-out PSNR (dB) by noise level: the denoiser pays off where it beats the median",
+              [("sigma (0..255)", "right"), ("noisy", "right"), ("median 3x3", "right"), ("DnCNN", "right"),
+               ("DnCNN - median", "right")],
+              [[f"{r['sigma']:g}", f"{r['noisy']:.2f}", f"{r['median3x3']:.2f}", f"{r['dncnn']:.2f}",
+                f"{r['dncnn'] - r['median3x3']:+.2f}"] for r in result.levels])
+
+
+def training_plan(cfg, photos: int) -> str:
+    return (f"{photos} real photos; {cfg.backbone}, batch {cfg.p} models x {cfg.k} images, {cfg.epochs} epochs, "
+            f"residual {cfg.residual}, augmentation {'on' if cfg.augment else 'off'}")
+
+
+def step_rate(s: dict) -> str:
+    return f"loss {s['loss']:.3f} lr {s['lr']:.1e} {s['images_per_s']:.0f} img/s"
+
+
+def epoch_line(r: dict, cfg) -> str:
+    """One status line per epoch (epoch 0: the untrained network's zero-shot accuracy)."""
+    if r["epoch"] == 0:
+        return (f"before training: zero-shot {cfg.val_shots}-shot acc {r['val_acc']:.1%} on "
+                f"{r['val_models']} held-out models (chance {r['val_chance']:.1%})")
+    parts = [f"epoch {r['epoch']}/{cfg.epochs}", f"loss {r['loss']:.3f}", f"ce {r['ce']:.3f}",
+             f"triplet {r['triplet']:.3f}", f"valid triplets {r['valid_triplets']:.0%}",
+             f"zero-shot {cfg.val_shots}-shot acc {r['val_acc']:.1%} (chance {r['val_chance']:.1%}"]
+    for name in ("arch", "seed"):
+        if r.get(f"val_acc_unseen_{name}") is not None:
+            parts[-1] += f", unseen {name} {r[f'val_acc_unseen_{name}']:.1%}"
+    parts[-1] += ")"
+    return "  ".join(parts)
+
+
+def trained(result, cfg, as_json: bool) -> None:
+    if as_json:
+        return emit_json(result.to_dict())
+    last = result.history[-1] if result.history else {}
+    say(f"wrote {result.path} ({result.identity}): {result.epochs} epochs, zero-shot {cfg.val_shots}-shot "
+        f"identification {last.get('val_acc', float('nan')):.1%} on {last.get('val_models')} held-out models "
+        f"(chance {last.get('val_chance', float('nan')):.1%}); log {result.log_path}")
+
+
+# ---------------------------------------------------------------------------- artifacts
+
+
+def artifacts(run, as_json: bool) -> None:
+    result, f = run.result, run.fdr
+    if as_json:
+        return emit_json({
+            "space": run.space.name, "space_identity": result.space_identity, "space_note": run.space.note,
+            "settings": result.settings, "real_images": len(result.real_paths), "generated_images": len(result.paths),
+            "skipped_images": len(result.skipped), "out": str(run.out) if run.out else None,
+            "models": [s.__dict__ for s in run.summary], "fdr": f.to_dict() if f else None,
+            "classifier_trained": run.trained, "classifier_applied": run.applied})
+    columns = [("model", "left")] + [(c, "right") for c in ("n", "mean |a|", "max |a| (d_FPT)", "mean d^2",
+                                                             "distinct x*")]
+    show(table(f"ManiFPT artifacts: space {result.space_identity}, {len(result.real_paths)} real images", columns,
+               [[s.model, s.n, f"{s.mean_norm:.4g}", f"{s.max_norm:.4g}", f"{s.mean_sq_distance:.4g}",
+                 s.distinct_nearest] for s in run.summary]))
+    if f is not None:
+        say(f"FDR = {f.fdr:.4f} (inter-class FD {f.inter:.4g} / intra-class FD {f.intra:.4g}; {f.classes} models, "
+            f"PCA {f.reduced_from}->{f.dim} dims)")
+    if run.trained is not None:
+        t = run.trained
+        cv = "n/a" if t["cv_accuracy"] is None else f"{t['folds']}-fold CV accuracy {t['cv_accuracy']:.3f}"
+        say(f"artifact classifier: {cv} over {t['models']} models; saved to {t['path']}")
+    if run.applied is not None:
+        a = run.applied
+        acc = "n/a (no known model names)" if a["accuracy"] is None else f"{a['accuracy']:.3f}"
+        say(f"artifact classifier {a['path']}: accuracy {acc} on {a['known']} images of models it knows")
+
+
+def evaluated(result, out, as_json: bool) -> None:
+    if as_json:
+        return emit_json(result.report)
+    show(*rich_tables(result.report))
+    common.info(f"report: {result.path}" + (f"; {len(result.figures)} figures in {out}" if result.figures else ""))
