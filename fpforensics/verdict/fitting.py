@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from fpforensics.errors import InputError
-from fpforensics.evaluation.protocols import fingerprints, normalize, pair_scores, sample_pairs, shot_split
+from fpforensics.evaluation.protocols import fingerprints, pair_scores, sample_pairs, shot_split
+from fpforensics.metrics import l2_normalize
 from fpforensics.verdict.calibration import Calibration, fit
 from fpforensics.verdict.margin import DEFAULT_MAX_ERROR, fit_margin, top2_margins
 
@@ -43,7 +44,7 @@ def fingerprint_scores(embeddings: np.ndarray, labels: np.ndarray, shots: int, r
     ``margin`` (top-1 minus runner-up cosine) and ``correct`` (top-1 is the query's model).
     """
     n_models = int(labels.max()) + 1
-    emb = normalize(embeddings)
+    emb = l2_normalize(embeddings, dtype=np.float64)
     out: dict[str, list[np.ndarray]] = {"genuine": [], "impostor": [], "margin": [], "correct": []}
     for r in range(repeats):
         gal, qry = shot_split(labels, shots, _rng(seed, 6, r))
