@@ -35,10 +35,18 @@ def main_callback(
     verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More detail (tracebacks on internal errors); "
                                 "repeatable."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only results and errors."),
+    max_image_pixels: int | None = typer.Option(
+        None, "--max-image-pixels", min=0, show_default="Pillow's, 89478485 pixels",
+        help="Largest image decoded, in pixels (width x height); a larger one is skipped with a warning (a possible "
+             "decompression bomb). 0 = no limit."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     common.reset_state()
     common.STATE.device, common.STATE.verbose, common.STATE.quiet = device, verbose, quiet
+    if max_image_pixels is not None:
+        from fpforensics.images.decode import set_pixel_limit
+
+        set_pixel_limit(max_image_pixels)
 
 
 for name, command in (("synthesize", synthesize.synthesize), ("embed", embed.embed), ("identify", embed.identify),
