@@ -111,17 +111,19 @@ def synthesize(real: Paths, out: str | Path, arch_grid: str = "all", seeds: int 
     before training. Returns the run's :class:`~fpforensics.synthesis.training.SynthesisSummary`.
     """
     from fpforensics.device import resolve_device, resolve_precision
-    from fpforensics.io.store import check_writable
+    from fpforensics.io.store import check_output, clean_stale_temporaries
     from fpforensics.sharding import shard_output
     from fpforensics.synthesis.architectures import parse_grid
-    from fpforensics.synthesis.training import RealData, TrainConfig, resolve_backend, synthesize_pool
+    from fpforensics.synthesis.pool import POOL_KIND
+    from fpforensics.synthesis.training import RealData, TrainConfig, parts_dir, resolve_backend, synthesize_pool
 
     specs = parse_grid(arch_grid)  # every check before any work: grid, settings, output, real images
     if seeds < 1:
         raise InputError(f"--seeds must be at least 1 (got {seeds})")
     cfg = TrainConfig(**settings)
     cfg.validate()
-    out = check_writable(shard_output(Path(out), shard, "pool"))
+    out = check_output(shard_output(Path(out), shard, "pool"), POOL_KIND, append=True, lock=True)  # a pool is extended
+    clean_stale_temporaries(parts_dir(out))
     if not real:
         raise InputError("--real is required: real images for the models to reconstruct")
     dev = resolve_device(device)
@@ -174,24 +176,25 @@ def evaluate(dataset: str | Path | None = None, extractors: Sequence[str] = (), 
              pool: str | Path | None = None, real: str | Path | None = None, holdout: str | None = None,
              manifpt: Sequence[str] = (), pool_images: int = DEFAULTS.pool_images,
              pool_models: int = DEFAULTS.pool_models, device: Any = "auto", progress=None, warn=None, info=None,
-             extra: dict | None = None, **settings: Any):
+             extra: dict | None = None, overwrite: bool = False, **settings: Any):
     """The papers' protocols for extractors (the two baselines always added) on ``DATASET/<model>/<images>``.
 
     With ``pool`` (+ ``real``, ``holdout``) the dataset is first synthesized from held-out
     synthetic models. ``manifpt`` spaces (``rgb``, ``freq``; needs ``real``) add the ManiFPT
     attributor on the same splits. ``settings`` are :class:`~fpforensics.evaluation.dataset.EvalSettings`
     fields. ``progress(what, total)`` returns an ``advance(n)`` callback; ``warn`` and ``info``
-    receive messages. Writes ``OUT/report.json`` (and figures); returns an
-    :class:`~fpforensics.evaluation.run.EvalOutput`.
+    receive messages. Writes ``OUT/report.json`` (and figures; an earlier report of fpt's is replaced only
+    with ``overwrite``); returns an :class:`~fpforensics.evaluation.run.EvalOutput`.
     """
     tell = info or (lambda _msg: None)
     from fpforensics.device import resolve_device
     from fpforensics.evaluation.dataset import EvalDataset, EvalSettings
-    from fpforensics.evaluation.run import resolve_extractors, run_report
+    from fpforensics.evaluation.run import prepare_out, resolve_extractors, run_report
 
     cfg = EvalSettings(**settings)
     cfg.validate()
     _check_eval_inputs(dataset, pool, real, holdout, manifpt)
+    prepare_out(Path(out), overwrite)  # writable, and no report to replace without overwrite: before any work
     dev = resolve_device(device)
     entries = resolve_extractors(list(extractors), dev, warn=warn)
     tell("extractors: " + ", ".join(f"{e.label} = {e.identity}" for e in entries))
@@ -213,7 +216,7 @@ def evaluate(dataset: str | Path | None = None, extractors: Sequence[str] = (), 
     ds = EvalDataset.from_folder(dataset, cfg, warn=warn)
     tell(f"dataset: {len(ds.names)} models, {len(ds.paths)} images")
     return run_report(ds, entries, cfg, out, dev, progress=progress, warn=warn, extra=extra, manifpt=list(manifpt),
-                      real=real)
+                      real=real, overwrite=overwrite)
 
 
 def _check_eval_inputs(dataset, pool, real, holdout, manifpt) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from fpforensics import __version__
 from fpforensics.errors import IncompatibleError, InputError
-from fpforensics.io.store import atomic_file, check_writable
+from fpforensics.io.store import atomic_file, check_output, check_writable
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path, kind: str) -> Path:
@@ -28,6 +28,19 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path, kind: str) -> Pat
     with atomic_file(path) as tmp:
         torch.save(payload, tmp)
     return path
+
+
+def check_checkpoint_output(out: str | Path, kind: str, resume: bool = False, overwrite: bool = False,
+                            log: str | Path | None = None) -> None:
+    """Before any training: ``out`` (a checkpoint of ``kind``) and its ``log`` can be written, and replace nothing
+    fpt did not write. An existing one of the same kind needs ``resume`` (continue it) or ``overwrite`` (start over)."""
+    if resume and overwrite:
+        raise InputError("--resume and --overwrite exclude each other")
+    check_output(out, kind, overwrite=overwrite, append=resume,
+                 exists_hint="pass --resume to continue it or --overwrite to start over")
+    if log is not None:
+        check_output(log, "training-log", overwrite=overwrite, append=resume,
+                     exists_hint="pass --resume to continue its run, --overwrite to start over, or another --log")
 
 
 def safe_torch_load(path: str | Path, what: str = "weights file", map_location: str | torch.device = "cpu") -> Any:

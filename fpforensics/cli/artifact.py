@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from fpforensics.cli import common, render
-from fpforensics.cli.options import DEFAULTS, Json, Space
+from fpforensics.cli.options import DEFAULTS, Json, Overwrite, Space
 
 
 def artifact(
@@ -42,6 +42,7 @@ def artifact(
                                 ] = None,
     classifier: Annotated[Path | None, typer.Option("--classifier", show_default="none",
                                                     help="Attribute these artifacts with a saved attributor.")] = None,
+    overwrite: Overwrite = False,
     json_out: Json = False,
 ) -> None:
     """ManiFPT artifacts: each generated image minus its nearest real image in a feature space."""
@@ -50,5 +51,5 @@ def artifact(
     with common.tasks() as add:
         run = artifacts(generated, real, space, out, png, size, fit, weights, manifold_cache, dtype, batch_size, chunk,
                         fdr, fdr_dim, train_classifier, classifier, common.get_device(), progress=add,
-                        on_skip=common.skipped, info=common.info, warn=common.warn)
+                        on_skip=common.skipped, info=common.info, warn=common.warn, overwrite=overwrite)
     render.artifacts(run, json_out)

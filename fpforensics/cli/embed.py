@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from fpforensics.cli import common, render
-from fpforensics.cli.options import DEFAULTS, BatchSize, Extractor, Gallery, Grid, Images, Json, Precision, Shard
+from fpforensics.cli.options import DEFAULTS, BatchSize, Extractor, Gallery, Grid, Images, Json, Overwrite, Precision, Shard
 
 
 def embed(
@@ -25,6 +25,7 @@ def embed(
     merge: Annotated[list[Path] | None, typer.Option(
         "--merge", show_default="none", help="Instead of embedding: merge these .h5 files of `fpt embed --shard` "
                                             "(repeatable) into --out, in the order of a single run.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Embed images into L2-normalized fingerprint vectors (sliding window, batched, shardable)."""
     from fpforensics.api import embed as run_embed
@@ -33,19 +34,21 @@ def embed(
     from fpforensics.sharding import parse_shard, shard_output
 
     if merge:
-        check_output(out)
+        check_output(out, overwrite=overwrite)
         merged = merge_embeddings(merge, warn=common.warn)
-        save_embeddings(out, merged)
+        save_embeddings(out, merged, overwrite)
         return render.merged_embeddings(merge, out, merged)
     if not inputs:
         raise InputError("missing IMAGES (files or folders to embed), or use --merge")
     part = parse_shard(shard)
-    out = check_output(shard_output(out, part, "embeddings"), part)
+    out = check_output(shard_output(out, part, "embeddings"), part, overwrite)
+    common.on_interrupt(lambda: f"nothing written: {out} is written once every image is embedded; run again with: "
+                                f"{common.command_line()}")
     with common.bar("embedding") as bar:
         e = run_embed(inputs, extractor, grid, batch_size, common.get_device(), precision, shard=part,
                       on_start=bar.start, on_image=bar.advance, on_skip=bar.skipped)
     save_embeddings(out, EmbeddingSet(e.embeddings, [str(p) for p in e.paths], e.extractor.identity, extractor, grid,
-                                      e.positions, part if part[1] > 1 else None))
+                                      e.positions, part if part[1] > 1 else None), overwrite)
     render.embedded(e, out, extractor)
 
 

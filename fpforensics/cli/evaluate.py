@@ -50,6 +50,9 @@ def evaluate(
                            ] = DEFAULTS.pool_images,
     pool_models: Annotated[int, typer.Option("--pool-models", min=2, help="With --pool: held-out models at most.")
                            ] = DEFAULTS.pool_models,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the report (report.json and figures) that "
+                                            "an earlier fpt eval wrote to --out; files fpt did not write are never "
+                                            "replaced.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print report.json on stdout instead of tables.")] = False,
 ) -> None:
     """Identification, verification, embedding quality, open-set and robustness of extractors on a dataset."""
@@ -59,11 +62,13 @@ def evaluate(
     from fpforensics.api import evaluate as run_evaluate
     from fpforensics.perturbations import parse_perturbations
 
+    common.on_interrupt(lambda: f"no report written; the embedding passes finished so far are cached in {out / 'cache'} and "
+                                f"reused by: {common.command_line()}")
     with common.tasks() as add:
         result = run_evaluate(
             dataset, list(extractor or []), out, pool, real, holdout, list(manifpt or []), pool_images, pool_models,
             common.get_device(), progress=add, warn=common.warn, info=common.info,
-            extra={"command": " ".join(shlex.quote(a) for a in ["fpt", *sys.argv[1:]])}, shots=shots,
+            extra={"command": " ".join(shlex.quote(a) for a in ["fpt", *sys.argv[1:]])}, overwrite=overwrite, shots=shots,
             repeats=repeats, pairs=pairs, seed=seed, grid=grid, max_images_per_model=max_images,
             perturbations=parse_perturbations(perturb or []), batch_size=batch_size, precision=precision,
             figures=not no_figures)

@@ -104,7 +104,8 @@ Shard = Annotated[str | None, typer.Option(
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
 Device = Annotated[str, typer.Option("--device", help="Where to compute: auto | cpu | cuda | cuda:N "
                                                       "(auto = CUDA when present). Printed once, on stderr.")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output that fpt wrote (of the same "
+                                                            "kind); a file fpt did not write is never replaced.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run written to --out.")]
 Images = Annotated[list[Path], typer.Argument(metavar="IMAGES", show_default=False,
                                               help="Image files and/or folders (searched recursively).")]

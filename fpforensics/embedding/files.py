@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from fpforensics.errors import IncompatibleError, InputError, OutputError
-from fpforensics.io.store import STR_DTYPE, atomic_file, atomic_h5, check_writable, open_h5, read_str, utc_now
+from fpforensics.io.names import stored_name
+from fpforensics.io.store import STR_DTYPE, atomic_file, atomic_h5, open_h5, read_str, utc_now
+from fpforensics.io.store import check_output as store_check_output
 
 KIND = "embeddings"
 FORMAT_VERSION = 1
@@ -54,16 +56,18 @@ def output_format(path: str | Path) -> str:
     raise OutputError(f"{path}: unknown output format '{suffix or '(none)'}' (use .h5, .hdf5 or .npy)")
 
 
-def check_output(path: str | Path, shard: tuple[int, int] | None = None) -> Path:
-    """Refuse, before any work, an output of unknown format, not writable, or a shard without provenance (.npy)."""
-    if output_format(path) == "npy" and shard is not None and shard[1] > 1:
+def check_output(path: str | Path, shard: tuple[int, int] | None = None, overwrite: bool = False) -> Path:
+    """Refuse, before any work, an output of unknown format, not writable, a shard without provenance (.npy),
+    a file fpt did not write or of another kind, and an embeddings file of fpt's without ``overwrite``."""
+    fmt = output_format(path)
+    if fmt == "npy" and shard is not None and shard[1] > 1:
         raise OutputError(f"{path}: a shard needs an HDF5 output (.h5) to be merged later")
-    return check_writable(path)
+    return store_check_output(path, KIND if fmt == "h5" else "npy", overwrite=overwrite)
 
 
-def save_embeddings(path: str | Path, data: EmbeddingSet) -> Path:
-    """Write ``data`` atomically as HDF5 or ``.npy`` (chosen by suffix)."""
-    path = check_output(path, data.shard)
+def save_embeddings(path: str | Path, data: EmbeddingSet, overwrite: bool = False) -> Path:
+    """Write ``data`` atomically as HDF5 or ``.npy`` (chosen by suffix); an existing file only with ``overwrite``."""
+    path = check_output(path, data.shard, overwrite)
     emb = np.ascontiguousarray(data.embeddings, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(data.paths):
         raise ValueError(f"embeddings {emb.shape} do not match {len(data.paths)} paths")
@@ -73,7 +77,7 @@ def save_embeddings(path: str | Path, data: EmbeddingSet) -> Path:
         return path
     with atomic_h5(path, KIND, copy_existing=False, format_version=FORMAT_VERSION) as f:
         f.create_dataset("embeddings", data=emb)
-        f.create_dataset("paths", data=np.array(data.paths, dtype=object), dtype=STR_DTYPE)
+        f.create_dataset("paths", data=np.array([stored_name(p) for p in data.paths], dtype=object), dtype=STR_DTYPE)
         if data.positions is not None:
             f.create_dataset("position", data=np.asarray(data.positions, np.int64))
         if data.shard is not None:

@@ -30,7 +30,7 @@ def _short(names: list[str], width: int = 22) -> list[str]:
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"fpt_format": "figure"})  # fpt's own: see file_kind
     plt.close(fig)
     return path
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -154,7 +155,7 @@ def run_report(
     dataset: EvalDataset, extractors: list[ExtractorEntry], settings: EvalSettings, out_dir: str | Path, device,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
     warn: Callable[[str], None] | None = None, extra: dict | None = None,
-    manifpt: list[str] | None = None, real: str | Path | None = None,
+    manifpt: list[str] | None = None, real: str | Path | None = None, overwrite: bool = False,
 ) -> EvalOutput:
     """Compute every protocol for every extractor x perturbation; write report.json and figures.
 
@@ -163,7 +164,7 @@ def run_report(
     """
     settings.validate()
     out_dir = Path(out_dir)
-    prepare_out(out_dir)
+    prepare_out(out_dir, overwrite)
     cache = EmbeddingCache(out_dir / "cache")
     t0 = time.perf_counter()
     encoders = {e.label: ExtractorEncoder(e.extractor, settings.grid, device) for e in extractors}
@@ -247,15 +248,39 @@ def _report(dataset: EvalDataset, extractors: list[ExtractorEntry], settings: Ev
     return report
 
 
-def prepare_out(out_dir: Path) -> None:
-    """The report folder, created (its parent must exist) and writable, before any work."""
+FIGURE_NAME = re.compile(r"^(?:(?:confusion|tsne|similarity)_.+|roc|robustness|spectra)\.png$")
+
+
+def prepare_out(out_dir: Path, overwrite: bool = False) -> None:
+    """The report folder, created (its parent must exist) and writable, before any work.
+
+    An existing ``report.json`` that fpt wrote is replaced only with ``overwrite``, together with
+    the figures beside it; a report or figure file that fpt did not write is never replaced.
+    Leftover temporaries of killed runs (report, embedding cache) are removed.
+    """
+    from fpforensics.io.store import EMPTY, check_output, clean_stale_temporaries, file_kind
+
+    out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: exists and is not a folder")
+    if out_dir.parent.exists() and not out_dir.parent.is_dir():
+        raise OutputError(f"{out_dir}: {out_dir.parent} is a file, not a folder")
     if not out_dir.parent.exists():
         raise OutputError(f"{out_dir}: parent folder {out_dir.parent} does not exist")
     try:
         out_dir.mkdir(exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{out_dir}: cannot create the report folder ({exc.strerror or exc})") from None
-    if not os.access(out_dir, os.W_OK):
+    if not os.access(out_dir, os.W_OK | os.X_OK):
         raise OutputError(f"{out_dir}: folder is not writable")
+    report = out_dir / "report.json"
+    check_output(report, "report", overwrite=overwrite)
+    ours = report.exists() and file_kind(report) == "report"  # an fpt report folder: its figures are fpt's
+    for fig in sorted(p for p in out_dir.iterdir() if FIGURE_NAME.match(p.name) and p.is_file()):
+        kind = file_kind(fig)
+        if kind not in ("figure", EMPTY) and not ours:
+            raise OutputError(f"{fig}: exists and is not a figure fpt wrote; refusing to replace it (choose another "
+                              "--out)")
+        if kind == "figure" and not overwrite:
+            raise OutputError(f"{fig}: exists (an fpt figure); pass --overwrite to replace the report")
+    clean_stale_temporaries(out_dir / "cache")

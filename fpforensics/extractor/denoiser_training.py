@@ -30,9 +30,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from fpforensics.checkpoints import load_checkpoint, save_checkpoint
+from fpforensics.checkpoints import check_checkpoint_output, load_checkpoint, save_checkpoint
 from fpforensics.defaults import DEFAULTS
-from fpforensics.errors import IncompatibleError, InputError, OutputError
+from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.images.crops import random_crop
 from fpforensics.images.real import load_photos
 from fpforensics.residual.dncnn import DnCNN
@@ -164,14 +164,6 @@ def psnr_by_level(net: DnCNN, clean: torch.Tensor, sigmas: Sequence[float], devi
     return rows
 
 
-def refuse_existing(out: Path, resume: bool, overwrite: bool) -> None:
-    """Never silently replace a finished or half-trained weight file."""
-    if out.exists() and not resume and not overwrite:
-        raise OutputError(f"{out}: exists; pass --resume to continue it or --overwrite to start over")
-    if resume and overwrite:
-        raise InputError("--resume and --overwrite exclude each other")
-
-
 def _payload(net: DnCNN, cfg: DenoiserConfig, step: int, extra: dict[str, Any]) -> dict[str, Any]:
     return {"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}, "depth": cfg.depth,
             "channels": cfg.channels, "sigma": cfg.sigma, "steps": step, "config": asdict(cfg), **extra}
@@ -196,7 +188,7 @@ def train_denoiser(
     cfg = cfg or DenoiserConfig()
     cfg.validate()
     out = Path(out)
-    refuse_existing(out, resume, overwrite)
+    check_checkpoint_output(out, "dncnn", resume, overwrite)
     device = torch.device(device)
     started = time.perf_counter()
     photos = load_photos(real_paths, max(cfg.patch, cfg.val_size), on_skip=on_skip)

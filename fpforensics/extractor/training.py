@@ -45,11 +45,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fpforensics.checkpoints import load_checkpoint, save_checkpoint
+from fpforensics.checkpoints import check_checkpoint_output, load_checkpoint, save_checkpoint
 from fpforensics.defaults import DEFAULTS
 from fpforensics.device import autocast, resolve_precision
 from fpforensics.errors import IncompatibleError, InputError
-from fpforensics.extractor.denoiser_training import refuse_existing
 from fpforensics.extractor.losses import batch_hard_triplet
 from fpforensics.extractor.network import (
     BACKBONES,
@@ -515,9 +514,9 @@ def train_extractor(
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     main = rank == 0
-    if main:
-        refuse_existing(out, resume, overwrite)
     log_path = Path(log_path) if log_path else out.with_suffix(".jsonl")
+    if main:
+        check_checkpoint_output(out, "extractor", resume, overwrite, log=log_path)
     init_weights = read_init_weights(init) if init is not None else None  # a bad --init fails before any work
 
     pool = open_pool(pool_path)

@@ -28,7 +28,7 @@ from fpforensics.defaults import DEFAULTS
 from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.gallery.calibration import MAX_CALIBRATION_QUERIES, PAPER_THRESHOLD, Calibration, calibrate_threshold
 from fpforensics.gallery.index import INDEXES, GalleryIndex
-from fpforensics.gallery.store import GalleryStore, Meta, is_sqlite, vector
+from fpforensics.gallery.store import KIND, GalleryStore, Meta, is_sqlite, vector
 from fpforensics.io.store import utc_now
 from fpforensics.metrics import l2_normalize
 
@@ -88,8 +88,18 @@ class Gallery:
         self._store = _open_store(self.path)
         return self._store
 
+    def check_output(self) -> None:
+        """Refuse, before any work, a gallery path that cannot be written or holds a file that is not a gallery."""
+        if self.path is not None:
+            from fpforensics.io.store import check_output
+
+            if self.path.is_file():
+                self._reader()  # a file that is not a gallery is refused as such (one line, untouched)
+            check_output(self.path, KIND, append=True, lock=self.path.is_file() and not is_sqlite(self.path))
+
     def _write(self, change: Callable[[GalleryStore], Any]) -> Any:
         """Apply ``change`` in one transaction (creating the file, or migrating a v1 file, first)."""
+        self.check_output()
         if self.path is not None:
             if not self.path.exists():
                 GalleryStore.create(self.path)
@@ -214,10 +224,8 @@ class Gallery:
         """
         from fpforensics.embedding.embed import embed
         from fpforensics.extractor import load_extractor
-        from fpforensics.io.store import check_writable
 
-        if self.path is not None:
-            check_writable(self.path)
+        self.check_output()
         ext = load_extractor(extractor, device) if isinstance(extractor, str | Path) else extractor
         self.check_compatible(ext.identity, ext.embedding_dim or None)
         embedded = embed(inputs, ext, grid, batch_size, device, precision, limit=shots or None, on_start=on_start,

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import sqlite3
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +39,12 @@ import numpy as np
 
 from fpforensics import __version__
 from fpforensics.errors import IncompatibleError, InputError, OutputError
-from fpforensics.io.store import default_mode, utc_now
+from fpforensics.io.names import stored_name
+from fpforensics.io.store import SQLITE_MAGIC, temporary_beside, utc_now
 from fpforensics.metrics import l2_normalize
 
 KIND = "gallery"
 FORMAT_VERSION = 2
-SQLITE_MAGIC = b"SQLite format 3\x00"
 LOCK_TIMEOUT_S = 600.0
 BLOCK = 1024  # models per row of the fingerprints table
 _SCHEMA = """
@@ -144,6 +143,8 @@ class GalleryStore:
             conn = cls._connect(f"file:{quote(str(path.resolve()))}?mode=rw")  # mode=rw: never creates a file
             rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError as exc:
+            if "no such table" in str(exc):
+                raise IncompatibleError(f"{path}: database was not written by fpforensics (no meta table)") from None
             raise InputError(f"{path}: corrupt gallery file ({exc})") from None
         found = rows.get("fpt_format")
         if found is None:
@@ -162,20 +163,13 @@ class GalleryStore:
     @classmethod
     def create(cls, path: Path) -> None:
         """Create an empty gallery file at ``path`` atomically, unless one appeared there meanwhile."""
-        tmp: Path | None = None
         try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            tmp = Path(tmp_name)
-            cls.initialize(tmp).close()
-            os.chmod(tmp, default_mode())
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)  # never replaces a gallery another process just created
+            with temporary_beside(path) as tmp:
+                cls.initialize(tmp).close()
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)  # never replaces a gallery another process just created
         except OSError as exc:
             raise OutputError(f"{path}: could not write ({exc.strerror or exc})") from None
-        finally:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
 
     def close(self) -> None:
         self.conn.close()
@@ -213,7 +207,7 @@ class GalleryStore:
 
     def model_row(self, name: str) -> ModelRow | None:
         r = self.conn.execute("SELECT id, name, created, updated, tool_version, grid, n_images FROM models "
-                              "WHERE name = ?", (name,)).fetchone()
+                              "WHERE name = ?", (stored_name(name),)).fetchone()
         return ModelRow(*r) if r else None
 
     def fingerprints(self, dim: int) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -265,9 +259,10 @@ class GalleryStore:
         """A new model (its fingerprint, the normalized ``total``, appended to the index blocks)."""
         cur = self.conn.execute(
             "INSERT INTO models (name, created, updated, tool_version, grid, n_images, sum) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (name, created, updated, tool_version, int(grid), int(n_images), np.asarray(total, np.float64).tobytes()))
+            (stored_name(name), created, updated, tool_version, int(grid), int(n_images),
+             np.asarray(total, np.float64).tobytes()))
         model_id = int(cur.lastrowid)
-        self._append_fingerprint(model_id, name, total)
+        self._append_fingerprint(model_id, stored_name(name), total)
         return model_id
 
     def insert_images(self, model_id: int, embeddings: np.ndarray, paths: Sequence[str], added: str | Sequence[str]
@@ -275,7 +270,7 @@ class GalleryStore:
         times = [added] * len(paths) if isinstance(added, str) else list(added)
         self.conn.executemany(
             "INSERT INTO images (model_id, path, added, embedding) VALUES (?, ?, ?, ?)",
-            [(model_id, str(p), t, np.ascontiguousarray(e, np.float32).tobytes())
+            [(model_id, stored_name(p), t, np.ascontiguousarray(e, np.float32).tobytes())
              for p, t, e in zip(paths, times, embeddings, strict=True)])
 
     def delete_images(self, model_id: int) -> None:

@@ -14,6 +14,7 @@ from fpforensics.defaults import DEFAULTS
 from fpforensics.embedding.loop import embed_files
 from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.images.folders import group_by_model
+from fpforensics.io.names import stored_name
 from fpforensics.io.store import STR_DTYPE, atomic_h5, open_h5, read_str
 from fpforensics.manifpt.manifold import Manifold
 from fpforensics.manifpt.neighbors import gather_rows, nearest_neighbors
@@ -116,13 +117,13 @@ def save_artifacts(result: ArtifactSet, path: str | Path, dtype: str = "float32"
         chunk = (max(1, min(n, (1 << 20) // max(1, 4 * d))), d) if n else None
         f.create_dataset("artifacts", data=result.artifacts.astype(dtype), chunks=chunk,
                          compression="gzip" if n else None, compression_opts=4 if n else None)
-        f.create_dataset("path", data=[str(p) for p in result.paths], dtype=STR_DTYPE)
-        f.create_dataset("model", data=list(result.models), dtype=STR_DTYPE)
+        f.create_dataset("path", data=[stored_name(p) for p in result.paths], dtype=STR_DTYPE)
+        f.create_dataset("model", data=[stored_name(m) for m in result.models], dtype=STR_DTYPE)
         f.create_dataset("nearest_index", data=result.nearest_index.astype(np.int64))
-        f.create_dataset("nearest_path", data=[str(p) for p in result.nearest_path], dtype=STR_DTYPE)
+        f.create_dataset("nearest_path", data=[stored_name(p) for p in result.nearest_path], dtype=STR_DTYPE)
         f.create_dataset("distance", data=result.distance.astype(np.float64))
         f.create_dataset("norm", data=result.norms.astype(np.float64))
-        f.create_dataset("real_paths", data=[str(p) for p in result.real_paths], dtype=STR_DTYPE)
+        f.create_dataset("real_paths", data=[stored_name(p) for p in result.real_paths], dtype=STR_DTYPE)
         f.attrs.update({
             "space": result.settings.get("space", ""), "space_identity": result.space_identity,
             "settings": json.dumps(result.settings, sort_keys=True), "feature_shape": list(result.feature_shape),

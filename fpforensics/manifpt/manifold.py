@@ -13,6 +13,7 @@ from fpforensics.defaults import DEFAULTS
 from fpforensics.embedding.loop import embed_files
 from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.images.folders import files_digest
+from fpforensics.io.names import stored_name
 from fpforensics.io.store import STR_DTYPE, atomic_h5, open_h5, read_str
 
 MANIFOLD_KIND = "manifold"
@@ -80,7 +81,7 @@ def load_or_build_manifold(
         done = embed_files([space], real_paths, batch_size, outs=[ds], on_image=on_image, on_skip=on_skip)
         if len(done.paths) == 0:
             raise InputError("no readable real images")
-        f.create_dataset("paths", data=[str(p) for p in done.paths], dtype=STR_DTYPE)
+        f.create_dataset("paths", data=[stored_name(p) for p in done.paths], dtype=STR_DTYPE)
         f.attrs.update({"identity": space.identity, "settings": _settings_json(space), "real_digest": digest,
                         "listed": len(real_paths)})
     f = open_h5(cache, MANIFOLD_KIND)

@@ -53,30 +53,81 @@ def artifact_panel(generated: torch.Tensor, nearest: torch.Tensor, tile: int = 1
 
 
 
-def write_panels(result, space, folder: Path, on_image: Callable[[int], None] | None = None) -> None:
-    """One panel per generated image: ``folder/<model>/<image stem>.png`` (a suffix ``_N`` when names collide)."""
-    from fpforensics.errors import OutputError
-    from fpforensics.images.decode import load_image
+PANEL_KIND = "artifact-panel"
+
+
+def panel_targets(folder: Path, items) -> list[Path]:
+    """``folder/<model>/<image stem>.png`` for each ``(path, model)`` (a suffix ``_N`` when names collide)."""
     from fpforensics.io.store import safe_name
+
+    used: set[Path] = set()
+    out = []
+    for path, model in items:
+        stem = safe_name(Path(path).stem, "model")
+        target = folder / safe_name(model, "model") / f"{stem}.png"
+        n = 1
+        while target in used:
+            target = folder / safe_name(model, "model") / f"{stem}_{n}.png"
+            n += 1
+        used.add(target)
+        out.append(target)
+    return out
+
+
+def _refuse(target: Path, overwrite: bool) -> None:
+    from fpforensics.errors import OutputError
+    from fpforensics.io.store import EMPTY, file_kind
+
+    if not target.exists():
+        return
+    kind = file_kind(target)
+    if kind not in (PANEL_KIND, EMPTY):
+        raise OutputError(f"{target}: exists and is not a panel fpt wrote; refusing to replace it (choose another --png)")
+    if kind == PANEL_KIND and not overwrite:
+        raise OutputError(f"{target}: exists (an fpt panel); pass --overwrite to replace the panels")
+
+
+def check_panels(folder: Path, models: dict[str, list[Path]], overwrite: bool = False) -> None:
+    """Before any work: no panel would replace a file fpt did not write, or one of fpt's without ``overwrite``."""
+    if folder.exists():
+        for target in panel_targets(folder, [(p, m) for m, paths in models.items() for p in paths]):
+            _refuse(target, overwrite)
+
+
+def write_panels(result, space, folder: Path, on_image: Callable[[int], None] | None = None, overwrite: bool = False,
+                 warn: Callable[[str], None] | None = None) -> None:
+    """One panel per generated image: ``folder/<model>/<image stem>.png`` (a suffix ``_N`` when names collide).
+
+    Panels carry a PNG text chunk ``fpt_format = artifact-panel``; an image that can no longer be
+    read is warned about and left out.
+    """
+    from PIL.PngImagePlugin import PngInfo
+
+    from fpforensics.errors import InputError, OutputError
+    from fpforensics.images.decode import load_image
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{folder}: cannot create folder ({exc.strerror or exc})") from None
-    used: set[Path] = set()
-    for path, model, near, dist in zip(result.paths, result.models, result.nearest_path, result.distance, strict=True):
-        target = folder / safe_name(model, "model") / f"{safe_name(path.stem, 'model')}.png"
-        n = 1
-        while target in used:
-            target = folder / safe_name(model, "model") / f"{safe_name(path.stem, 'model')}_{n}.png"
-            n += 1
-        used.add(target)
+    info = PngInfo()
+    info.add_text("fpt_format", PANEL_KIND)
+    targets = panel_targets(folder, zip(result.paths, result.models, strict=True))
+    for path, model, near, dist, target in zip(result.paths, result.models, result.nearest_path, result.distance,
+                                               targets, strict=True):
+        _refuse(target, overwrite)
         target.parent.mkdir(parents=True, exist_ok=True)
-        panel = artifact_panel(space.view(load_image(path)), space.view(load_image(near)),
+        try:
+            generated, nearest = load_image(path), load_image(near)
+        except InputError as exc:
+            if warn:
+                warn(f"no panel for {path}: {exc}")
+            continue
+        panel = artifact_panel(space.view(generated), space.view(nearest),
                                caption=f"{model}/{path.name}  x*={near.name}  |a|={dist ** 0.5:.4g} "
                                        f"({result.space_identity})")
         try:
-            panel.save(target, format="PNG")
+            panel.save(target, format="PNG", pnginfo=info)
         except OSError as exc:
             raise OutputError(f"{target}: could not write ({exc.strerror or exc})") from None
         if on_image:

@@ -27,22 +27,26 @@ class ArtifactRun:
 
 
 def _check_outputs(out: Path | None, png: Path | None, manifold_cache: Path | None, train_classifier: Path | None,
-                   dtype: str) -> None:
-    """Every output checked before any work: writable, and never a file of another kind."""
-    from fpforensics.io.store import check_writable, open_h5
+                   dtype: str, overwrite: bool = False) -> None:
+    """Every output checked before any work: writable, never a file fpt did not write or of another kind, and one
+    of fpt's own only with ``overwrite``. The manifold cache is reused when it exists (and refused if foreign)."""
+    from fpforensics.io.store import check_output, check_writable, open_h5
     from fpforensics.manifpt.artifacts import ARTIFACTS_KIND
+    from fpforensics.manifpt.classifier import KIND as CLASSIFIER_KIND
+    from fpforensics.manifpt.manifold import MANIFOLD_KIND
 
     if dtype not in ("float32", "float16"):
         raise InputError(f"unknown --dtype '{dtype}': use float32 or float16")
     if out is not None:
-        check_writable(out)
-        if out.exists():
-            with open_h5(out, ARTIFACTS_KIND):  # never overwrite a file that is not an artifacts file
-                pass
+        check_output(out, ARTIFACTS_KIND, overwrite=overwrite)
     if train_classifier is not None:
-        check_writable(train_classifier)
-    if manifold_cache is not None and not manifold_cache.exists():
-        check_writable(manifold_cache)
+        check_output(train_classifier, CLASSIFIER_KIND, overwrite=overwrite)
+    if manifold_cache is not None:
+        if manifold_cache.exists():
+            with open_h5(manifold_cache, MANIFOLD_KIND):  # read, never replaced; a foreign file is refused here
+                pass
+        else:
+            check_writable(manifold_cache)
     if png is not None and png.exists() and not png.is_dir():
         raise InputError(f"{png}: exists and is not a folder")
 
@@ -55,12 +59,13 @@ def artifacts(
     fdr: bool = False, fdr_dim: int = DEFAULTS.fdr_dim, train_classifier: Path | None = None,
     classifier: Path | None = None, device: Any = "cpu", progress: Callable[[str, int], Any] | None = None,
     on_skip: Callable[[Path, str], None] | None = None, info: Callable[[str], None] | None = None,
-    warn: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None, overwrite: bool = False,
 ) -> ArtifactRun:
     """ManiFPT artifacts of generated images (a subfolder per model) against the manifold of ``real``.
 
     ``progress(what, total)`` returns an ``advance(n)`` callback; ``info`` receives status lines and
-    ``warn`` what does not stop the run (FDR or cross-validation that cannot be computed).
+    ``warn`` what does not stop the run (FDR or cross-validation that cannot be computed). Outputs that
+    exist are replaced only with ``overwrite`` and only when fpt wrote them (the manifold cache is reused).
     """
     from fpforensics.images.decode import list_images
     from fpforensics.images.folders import group_by_model
@@ -79,8 +84,12 @@ def artifacts(
     def bar(what: str, total: int):
         return progress(what, total) if progress else None
 
-    _check_outputs(out, png, manifold_cache, train_classifier, dtype)
+    _check_outputs(out, png, manifold_cache, train_classifier, dtype, overwrite)
     models = group_by_model(generated)
+    if png is not None:
+        from fpforensics.manifpt.panels import check_panels
+
+        check_panels(png, models, overwrite)
     if (fdr or train_classifier is not None) and len(models) < 2:
         raise InputError(f"--fdr and --train-classifier need images of at least 2 models, found {len(models)} "
                          f"({', '.join(models)}); give a folder with one subfolder per model")
@@ -118,7 +127,7 @@ def artifacts(
     if png is not None:
         from fpforensics.manifpt.panels import write_panels
 
-        write_panels(result, space_obj, png, bar("panels", len(result.paths)))
+        write_panels(result, space_obj, png, bar("panels", len(result.paths)), overwrite=overwrite, warn=caution)
     return run
 
 

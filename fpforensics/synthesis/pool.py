@@ -34,7 +34,7 @@ import torch
 
 from fpforensics.defaults import DEFAULTS
 from fpforensics.errors import IncompatibleError, InputError
-from fpforensics.io.store import atomic_h5, open_h5, read_str
+from fpforensics.io.store import atomic_h5, check_output, open_h5, read_str
 from fpforensics.synthesis.architectures import ArchitectureSpec, SyntheticAutoencoder
 
 POOL_KIND = "pool"
@@ -373,8 +373,15 @@ def open_pool(pool: Any) -> SyntheticPool:
     return SyntheticPool.open(pool)
 
 
-def merge_pools(inputs: Sequence[str | Path], out: str | Path) -> SyntheticPool:
-    """Combine pool files/folders (e.g. shards) into one pool file; settings must match."""
+def merge_pools(inputs: Sequence[str | Path], out: str | Path, overwrite: bool = False) -> SyntheticPool:
+    """Combine pool files/folders (e.g. shards) into one pool file; settings must match.
+
+    An existing ``out`` must be a pool: one of the inputs (the merge extends it), or replaced only with ``overwrite``.
+    """
+    out = Path(out)
+    extends = out.exists() and any(Path(p).resolve() == out.resolve() for p in inputs)
+    check_output(out, POOL_KIND, overwrite=overwrite, append=extends,
+                 exists_hint="pass --overwrite to replace it, or give it to --merge too to extend it")
     pools = [SyntheticPool.open(p) for p in inputs]
     first = pools[0]
     config = first.config_json
@@ -395,7 +402,6 @@ def merge_pools(inputs: Sequence[str | Path], out: str | Path) -> SyntheticPool:
             for i, e in enumerate(p.entries):
                 yield (e, p.weights(i))
 
-    out = Path(out)
     write_pool(out, records(), config, first.data_fingerprint, first.width)
     for p in pools:
         p.close()

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -51,7 +50,7 @@ import torch.nn as nn
 
 from fpforensics.defaults import DEFAULTS
 from fpforensics.device import autocast, resolve_precision
-from fpforensics.errors import IncompatibleError, InputError, OutputError
+from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.images.decode import LoadReport, iter_images, list_images
 from fpforensics.images.real import prepare_photo, random_crops
 from fpforensics.sharding import shard_items
@@ -467,10 +466,9 @@ def synthesize_pool(
     a different config or real-image set than theirs is refused (IncompatibleError).
     ``on_start(total, already_done)`` is called once work is planned.
     """
-    import fcntl
     import shutil
 
-    from fpforensics.io.store import check_writable
+    from fpforensics.io.store import Lock, check_writable
     from fpforensics.synthesis.pool import PoolRecord, SyntheticPool, flatten_state_dict, state_layout, write_pool
 
     cfg.validate()
@@ -492,13 +490,8 @@ def synthesize_pool(
     config_json = cfg.to_json()
 
     parts = parts_dir(out)
-    lock_path = out.with_name(out.name + ".lock")
-    lock_fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+    lock = Lock(out, wait=False, busy=f"{out}: another fpt synthesize is writing this pool (lock {out}.lock)")
     try:
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise OutputError(f"{out}: another fpt synthesize is writing this pool (lock {lock_path})") from None
         sources = ([out] if out.exists() else []) + (
             sorted(p for p in parts.glob("*.h5") if not p.name.startswith(".")) if parts.is_dir() else [])
         done_keys: set[tuple[int, int]] = set()
@@ -563,5 +556,4 @@ def synthesize_pool(
         final.close()
         return summary
     finally:
-        fcntl.flock(lock_fd, fcntl.LOCK_UN)
-        os.close(lock_fd)
+        lock.release()
