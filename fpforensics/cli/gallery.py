@@ -52,6 +52,7 @@ def gallery_add(
 
     path = _path(gallery, for_writing=True)
     g = Store.open(path, create=True)  # a corrupt file fails here, before any work
+    common.on_interrupt(lambda: f"{path} is unchanged: an enrollment is saved whole or not at all")
     with common.bar(f"enrolling {name}") as bar:
         info, e = g.add(name, inputs, extractor, shots, replace, grid, batch_size, common.get_device(), precision,
                         on_start=bar.start, on_image=bar.advance, on_skip=bar.skipped)

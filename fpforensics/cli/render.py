@@ -17,12 +17,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from fpforensics.cli import common
+from fpforensics.io.names import csv_field
 from fpforensics.io.store import json_default
 
 
 def say(msg: str) -> None:
-    """A result line on stdout, printed verbatim."""
-    common.out.print(msg, highlight=False, markup=False)
+    """A result line on stdout, printed verbatim (names with control characters or undecodable bytes escaped)."""
+    common.out.print(common.shown(msg), highlight=False, markup=False)
 
 
 def emit_json(obj: Any) -> None:
@@ -34,11 +35,11 @@ def emit_json(obj: Any) -> None:
 def table(title: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str]], caption: str | None = None,
           sections: Sequence[int] = ()) -> Table:
     """A Rich table of plain strings (escaped): ``columns`` are ``(name, justify)``; ``sections`` end a group of rows."""
-    t = Table(title=escape(title), caption=caption)
+    t = Table(title=escape(common.shown(title)), caption=caption)
     for name, justify in columns:
         t.add_column(name, justify=justify, overflow="fold")
     for i, row in enumerate(rows):
-        t.add_row(*(escape(str(c)) for c in row), end_section=i in sections)
+        t.add_row(*(escape(common.shown(c)) for c in row), end_section=i in sections)
     return t
 
 
@@ -100,7 +101,7 @@ def gallery_list(path, gallery, as_json: bool) -> None:
 def model_details(m, as_json: bool) -> None:
     if as_json:
         return emit_json(m.to_dict())
-    common.out.print(m.name, style="bold", highlight=False, markup=False)
+    common.out.print(common.shown(m.name), style="bold", highlight=False, markup=False)
     for key, value in (("images", m.n_images), ("enrolled", m.created), ("updated", m.updated),
                        ("extractor", m.extractor), ("grid", f"{m.grid}x{m.grid}"), ("tool version", m.tool_version)):
         say(f"  {key:<13}{value}")
@@ -136,17 +137,20 @@ def identified(result, as_json: bool, as_csv: bool) -> None:
         w.writerow(["path", "rank", "model", "cosine", "prediction"])
         for i, p in enumerate(e.paths):
             for r, n, s in res.ranking(i):
-                w.writerow([str(p), r, n, f"{s:.6f}", preds[i] if preds[i] is not None else "unknown model"])
+                w.writerow([csv_field(p), r, csv_field(n), f"{s:.6f}",
+                            csv_field(preds[i]) if preds[i] is not None else "unknown model"])
         return sys.stdout.flush()
     thr = f"threshold {res.threshold:.4f}" if res.threshold is not None else "no threshold"
     t = Table(title=f"identification against {len(result.gallery)} model(s), {thr}")
     for col, just in (("image", "left"), ("rank", "right"), ("model", "left"), ("cosine", "right"), ("verdict", "left")):
         t.add_column(col, justify=just)
     for i, p in enumerate(e.paths):
-        verdict = f"[green]{escape(preds[i])}[/green]" if preds[i] is not None else "[yellow]unknown model[/yellow]"
+        verdict = (f"[green]{escape(common.shown(preds[i]))}[/green]" if preds[i] is not None
+                   else "[yellow]unknown model[/yellow]")
         ranking = res.ranking(i)
         for r, n, s in ranking:
-            t.add_row(escape(str(p)) if r == 1 else "", str(r), escape(n), f"{s:.4f}", verdict if r == 1 else "",
+            t.add_row(escape(common.shown(p)) if r == 1 else "", str(r), escape(common.shown(n)), f"{s:.4f}",
+                      verdict if r == 1 else "",
                       end_section=r == len(ranking))
     show(t)
     n_known = sum(p is not None for p in preds)

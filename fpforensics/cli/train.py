@@ -58,6 +58,7 @@ def denoiser(
                          seed=seed)
     cfg.validate()
     paths = list_images(real)
+    common.on_interrupt(lambda: _saved(out, "dncnn", "steps", steps))
     device = common.get_device()
     common.info(f"{len(paths)} real photos; DnCNN depth {depth}, {channels} channels, sigma {sigma}/255, "
                 f"{patch}x{patch} patches x {batch_size}, {steps} steps")
@@ -143,7 +144,9 @@ def extractor(
         plan["cfg"] = cfg
         common.info(render.training_plan(cfg, photos))
 
-    with common.bar("extractor", transient=False) as bar:
+    common.on_interrupt(lambda: _saved(out, "extractor", "epoch", plan["cfg"].epochs if "cfg" in plan else None))
+    hint = "a GPU (--device cuda; torchrun for several) would shorten it; --resume continues an interrupted run"
+    with common.bar("extractor", transient=False, long_hint=hint) as bar:
         callbacks = TrainCallbacks(
             on_start=lambda total, done: bar.set(done, total=total),
             on_step=lambda step, s: bar.set(step, rate=render.step_rate(s)),
@@ -152,3 +155,23 @@ def extractor(
         result = train_extractor(pool, real, out, preset, common.get_device(), resume, overwrite, init, log, callbacks,
                                  on_plan=on_plan, precision=precision, **settings)
     render.trained(result, plan["cfg"], json_out)
+
+
+def _saved(out: Path, kind: str, unit: str, total: int | None) -> str:
+    """After Ctrl-C: what the checkpoint at ``out`` holds, and the exact command that resumes (or restarts)."""
+    from fpforensics.checkpoints import load_checkpoint
+    from fpforensics.errors import FptError
+
+    restart = common.command_line(drop=["--resume"])
+    try:
+        state = load_checkpoint(out, kind=kind) if out.is_file() else None
+    except FptError:
+        state = None
+    if state is None:
+        return f"no checkpoint saved yet; start again with: {restart}"
+    done = state.get("epoch" if unit == "epoch" else "steps")
+    of = f" of {total}" if total else ""
+    if state.get("complete"):
+        return f"{out} is complete ({unit} {done}{of})"
+    resume = common.command_line(add=["--resume"], drop=["--overwrite"])
+    return f"saved: {out} holds {unit} {done}{of}; resume with: {resume}"

@@ -212,3 +212,23 @@ def build_autoencoder(spec: ArchitectureSpec, seed: int, width: int = int(DEFAUL
         return SyntheticAutoencoder(spec, width)
     finally:
         torch.random.set_rng_state(gen_state)
+
+
+def conv_macs(spec: ArchitectureSpec, width: int = int(DEFAULTS["synth_width"]), size: int = 128) -> int:
+    """Multiply-accumulates of the convolutions of one forward pass at ``size`` x ``size``: the cost model of an ETA.
+
+    Counted from the layer shapes (no network is built); K=2 models cost about 3.5x a K=1 model.
+    """
+    widths = [3] + [width * 2**i for i in range(spec.K)]
+    macs, side = 0, size
+    for i in range(spec.K):
+        side //= 2
+        macs += side * side * 9 * (widths[i] * widths[i + 1] + widths[i + 1] ** 2)
+    for i in range(spec.K, 0, -1):
+        side *= 2
+        c_in, c_out = widths[i], widths[i - 1] if i > 1 else 3
+        if spec.U == "deconv":  # ConvTranspose2d(c, c, 2, stride=2): one c x c product per output pixel
+            macs += side * side * c_in * c_in
+        chans = [c_in] + [c_out] * spec.L
+        macs += sum(side * side * 9 * chans[j] * chans[j + 1] for j in range(spec.L))
+    return macs
