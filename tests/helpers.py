@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fpforensics.cli.app import app
+from fpforensics.synthesis.architectures import build_autoencoder, parse_grid
 
 runner = CliRunner()
 EXTRACTING = {"embed", "identify", "verify", "add"}
@@ -50,3 +52,19 @@ def write_gratings(root: Path, periods: tuple[int, ...], per_model: int, size: i
             img = 0.5 + 0.06 * rng.standard_normal((size, size, 3)) + grating[..., None]
             Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(d / f"img{i}.png")
     return root
+
+
+POOL_GRID = "K=1,L=1,N=none,S=post,U=nearest|deconv,A=relu|tanh"  # 4 architectures
+
+
+def write_test_pool(path, seeds=(0, 1, 2), grid=POOL_GRID):
+    """A real pool file (SyntheticPool format) of freshly initialised models: fast, deterministic."""
+    from fpforensics.synthesis.pool import PoolRecord, flatten_state_dict, state_layout, write_pool
+
+    records = []
+    for arch in parse_grid(grid):
+        layout = state_layout(arch, 32)
+        for seed in seeds:
+            w = flatten_state_dict(build_autoencoder(arch, seed).state_dict(), layout)
+            records.append(PoolRecord(arch, seed, 0.004, 0.004, 10, True, w))
+    return write_pool(path, records, json.dumps({"test": True}), "test-data", 32)

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import write_test_pool
 from PIL import Image
 
 from fpforensics.checkpoints import load_checkpoint, save_checkpoint
@@ -25,22 +26,6 @@ from fpforensics.extractor.training import (
 )
 from fpforensics.images.decode import list_images
 from fpforensics.perturbations import KINDS, AugmentConfig, Augmenter, Perturbation, parse_perturb, quantize
-from fpforensics.synthesis.architectures import build_autoencoder, parse_grid
-
-GRID = "K=1,L=1,N=none,S=post,U=nearest|deconv,A=relu|tanh"  # 4 architectures
-
-
-def write_test_pool(path, seeds=(0, 1, 2), grid=GRID):
-    """A real pool file (SyntheticPool format) of freshly initialised models: fast, deterministic."""
-    from fpforensics.synthesis.pool import PoolRecord, flatten_state_dict, state_layout, write_pool
-
-    records = []
-    for arch in parse_grid(grid):
-        layout = state_layout(arch, 32)
-        for seed in seeds:
-            w = flatten_state_dict(build_autoencoder(arch, seed).state_dict(), layout)
-            records.append(PoolRecord(arch, seed, 0.004, 0.004, 10, True, w))
-    return write_pool(path, records, json.dumps({"test": True}), "test-data", 32)
 
 
 @pytest.fixture(scope="module")
