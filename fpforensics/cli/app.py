@@ -58,7 +58,7 @@ app.add_typer(gallery.gallery_app, name="gallery")
 
 
 def main() -> None:
-    app()
+    app(prog_name="fpt")  # `python -m fpforensics.cli.app` reads as `fpt` in usage lines too
 
 
 if __name__ == "__main__":  # pragma: no cover

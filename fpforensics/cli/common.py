@@ -7,6 +7,8 @@ modules (torch) are imported lazily so that ``fpt --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
 import sys
 import time
@@ -306,6 +308,10 @@ def tasks(transient: bool = True) -> Iterator[Callable[[str, int], Callable[[int
 class FptGroup(TyperGroup):
     """Turns FptError into a one-line message and exit code; no traceback for user errors."""
 
+    def format_help(self, ctx, formatter) -> None:
+        tidy_params(self.get_params(ctx), ctx)
+        super().format_help(ctx, formatter)
+
     def main(self, args=None, *rest, **kwargs):
         STATE.argv = list(sys.argv[1:] if args is None else args)
         return super().main(args, *rest, **kwargs)
@@ -329,6 +335,10 @@ class FptGroup(TyperGroup):
                     err.print(shown(line), highlight=False, markup=False)
             STATE.on_interrupt = []
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # stdout closed early (`fpt ... --help | head`): nothing more to say, and no error
+            with contextlib.suppress(Exception):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+            raise typer.Exit(141) from None
         except MemoryError:
             error("out of memory: try a smaller --batch-size")
             raise typer.Exit(3) from None
@@ -357,20 +367,43 @@ def _is_cuda_oom(exc: Exception) -> bool:
     return exc.__class__.__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
 
 
+_PLAIN_TYPES = {"int": "INTEGER", "int range": "INTEGER", "float": "NUMBER", "float range": "NUMBER", "str": "TEXT",
+                "path": "PATH", "file": "FILE", "directory": "FOLDER"}
+
+
+def _plain_type(shown: str | None) -> str | None:
+    """Typer's ``<list[Path]>``, ``<int range>``, ``<str>`` as a person writes them: ``PATH``, ``INTEGER``, ``TEXT``."""
+    if not shown:
+        return shown
+    label = shown.strip("<>")
+    label = label[5:-1] if label.startswith("list[") and label.endswith("]") else label
+    return _PLAIN_TYPES.get(label.lower(), label.upper())
+
+
+def tidy_params(params, ctx) -> None:
+    """Plain metavars for help: registry choices listed, flags (and counts) without a type, ``PATH``/``INTEGER``/...
+    instead of Python types, and an argument's name only once."""
+    for p in params:
+        info = getattr(getattr(p, "type_descriptor", None), "parameter_info", None)
+        parser = getattr(info, "parser", None)
+        if hasattr(parser, "metavar"):
+            p.metavar = parser.metavar()
+        elif isinstance(p, TyperOption) and (p.is_flag or p.count):
+            p.metavar = ""
+        elif isinstance(p, TyperOption) and p.metavar is None:
+            p.metavar = _plain_type(p.display_type(ctx))
+        elif isinstance(p, TyperArgument) and p.metavar is None:
+            p.metavar = p.name.upper()
+        if isinstance(p, TyperArgument):  # its name is its metavar: no Python type beside it
+            p.display_type_rich = lambda ctx, _p=p: _plain_type(_p.display_type(ctx))
+
+
 class FptCommand(TyperCommand):
     """Help that reads like a person wrote it: ``Usage: fpt embed [OPTIONS] IMAGES...``, choices listed
     from the registries, flags without a ``<bool>`` type."""
 
     def _tidy(self, ctx) -> None:
-        for p in self.get_params(ctx):
-            info = getattr(getattr(p, "type_descriptor", None), "parameter_info", None)
-            parser = getattr(info, "parser", None)
-            if hasattr(parser, "metavar"):
-                p.metavar = parser.metavar()
-            elif isinstance(p, TyperOption) and p.is_flag:
-                p.metavar = ""
-            elif isinstance(p, TyperArgument) and p.metavar is None:
-                p.metavar = p.name.upper()
+        tidy_params(self.get_params(ctx), ctx)
 
     def format_help(self, ctx, formatter) -> None:
         self._tidy(ctx)

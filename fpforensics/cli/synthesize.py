@@ -34,7 +34,7 @@ def synthesize(
                                       "convolutional; 64 is about 3x cheaper per step on CPU). Batch-norm statistics "
                                       "are always measured at 128.")] = DEFAULTS.crop_size,
     plateau_window: Annotated[int, typer.Option("--plateau-window", help="Also stop a model whose mean loss improved "
-                                                "by less than 2%% over this many steps (converged); 0 = off.")] = 0,
+                                                "by less than 2% over this many steps (converged); 0 = off.")] = 0,
     precision: Precision = DEFAULTS.precision,
     pack_size: Annotated[int, typer.Option("--pack-size", help="Models trained together (0: all seeds of an "
                                            "architecture on CUDA, 8 on CPU).")] = 0,
