@@ -1,4 +1,4 @@
-"""Extractor training throughput, and where the time goes (issue 4).
+"""Extractor training throughput, and where the time goes.
 
 One training step = synthetic models (pool.apply) -> augmentation -> residual + spectrum ->
 backbone forward/backward. This script times each stage over a few steps of the real training
