@@ -163,11 +163,23 @@ def file_kind(path: str | Path) -> str | None:
         return None
 
 
+_HTML_STAMP = re.compile(r'<meta\s+name="fpt_format"\s+content="([\w.-]+)"', re.IGNORECASE)
+
+
+def html_stamp(kind: str) -> str:
+    """The ``<meta>`` tag that marks an HTML file as fpt's own of ``kind`` (:func:`file_kind` reads it)."""
+    return f'<meta name="fpt_format" content="{kind}">'
+
+
 def _text_kind(path: Path) -> str | None:
-    """``report`` (``fpt eval``'s report.json) or ``training-log`` (``fpt train extractor``'s JSONL log)."""
+    """``report`` (``fpt eval``'s report.json), ``training-log`` (``fpt train extractor``'s JSONL log), or the kind
+    of an HTML file stamped with :func:`html_stamp` in its head."""
     if path.stat().st_size > 256 << 20:
         return None
     text = path.read_text(encoding="utf-8")
+    if text.lstrip()[:15].lower().startswith(("<!doctype html", "<html")):
+        found = _HTML_STAMP.search(text[:8192])
+        return found.group(1) if found else None
     try:
         doc = json.loads(text)
         if isinstance(doc, dict) and "fpt_report" in doc:

@@ -205,3 +205,18 @@ def test_figures_are_stamped_as_fpt_files(tmp_path):
 
     fig = plt.figure()
     assert file_kind(figures._save(fig, tmp_path / "roc.png")) == "figure"
+
+
+def test_html_files_carry_a_stamp(tmp_path):
+    """An HTML output (e.g. a report) is fpt's when its head holds html_stamp(kind); any other HTML is foreign."""
+    from fpforensics.io.store import check_output, html_stamp
+
+    ours, theirs = tmp_path / "ours.html", tmp_path / "theirs.html"
+    ours.write_text(f"<!DOCTYPE html>\n<html><head>{html_stamp('html-report')}</head><body></body></html>\n")
+    theirs.write_text("<!DOCTYPE html>\n<html><head><title>mine</title></head></html>\n")
+    assert file_kind(ours) == "html-report" and file_kind(theirs) is None
+    with pytest.raises(Exception, match="did not write"):
+        check_output(theirs, "html-report", overwrite=True)
+    with pytest.raises(Exception, match="--overwrite"):
+        check_output(ours, "html-report")
+    assert check_output(ours, "html-report", overwrite=True) == ours
