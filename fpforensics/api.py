@@ -108,13 +108,14 @@ def synthesize(real: Paths, out: str | Path, arch_grid: str = "all", seeds: int 
     ``settings`` are :class:`~fpforensics.synthesis.training.TrainConfig` fields (``eta``,
     ``max_steps``, ``batch_size``, ``lr``, ``crop``, ...). With several shards and ``out`` a folder,
     the shard's file goes inside it. ``on_plan(plan)`` is called once the real images are loaded,
-    before training. Returns the run's :class:`~fpforensics.synthesis.training.SynthesisSummary`.
+    before training. Returns the run's :class:`~fpforensics.synthesis.build.SynthesisSummary`.
     """
     from fpforensics.device import resolve_device, resolve_precision
     from fpforensics.io.store import check_writable
     from fpforensics.sharding import shard_output
     from fpforensics.synthesis.architectures import parse_grid
-    from fpforensics.synthesis.training import RealData, TrainConfig, resolve_backend, synthesize_pool
+    from fpforensics.synthesis.build import synthesize_pool
+    from fpforensics.synthesis.training import RealData, TrainConfig, resolve_backend
 
     specs = parse_grid(arch_grid)  # every check before any work: grid, settings, output, real images
     if seeds < 1:
