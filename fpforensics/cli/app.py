@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from fpforensics import __version__
-from fpforensics.cli import artifact, attribution, common, evaluate, ffd, synthesize, train
+from fpforensics.cli import artifact, attribution, cluster, common, evaluate, ffd, synthesize, train
 
 app = typer.Typer(
     name="fpt",
@@ -45,6 +45,7 @@ app.command("embed")(attribution.embed)
 app.add_typer(attribution.gallery_app, name="gallery")
 app.command("identify")(attribution.identify)
 app.command("verify")(attribution.verify)
+app.command("cluster")(cluster.cluster)
 app.command("ffd")(ffd.ffd)
 app.command("artifact")(artifact.artifact)
 app.command("eval")(evaluate.evaluate)
