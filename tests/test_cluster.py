@@ -213,7 +213,8 @@ def _one_line_error(res) -> bool:
     return res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in res.output
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "unreadable", "min-size-0", "k-too-big", "k-0", "prefix"])
+@pytest.mark.parametrize("case", ["missing", "empty", "unreadable", "min-size-0", "k-too-big", "k-0", "prefix",
+                                  "threshold"])
 def test_cli_bad_input_is_one_line_exit_2(case, sources_dir, tmp_path, no_default_gallery):
     folder = str(sources_dir)
     args = {
@@ -224,6 +225,7 @@ def test_cli_bad_input_is_one_line_exit_2(case, sources_dir, tmp_path, no_defaul
         "k-too-big": [folder, "--k", "19"],
         "k-0": [folder, "--k", "0"],
         "prefix": [folder, "--enroll-prefix", " ", "--gallery", str(tmp_path / "g.h5")],
+        "threshold": [folder, "--threshold", "1.5"],
     }[case]
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.png").write_bytes(b"not a png")
@@ -257,3 +259,14 @@ def test_cli_clusters_an_embeddings_file_like_the_images(sources_dir, tmp_path, 
     assert invoke(["cluster", "--embeddings", str(npy), "--min-size", "2"]).exit_code == 0
     res = invoke(["-q", "cluster", "--embeddings", str(npy), "--gallery", str(tmp_path / "g.h5"), "--enroll-prefix", "x"])
     assert _one_line_error(res) and "does not say which extractor" in res.stderr
+
+
+def test_threshold_cuts_where_the_mean_cosine_falls_below_it():
+    x, y = blobs([20, 20, 20], noise=0.05)
+    res = cluster_embeddings(x, threshold=0.8)
+    assert res.n_groups == 3 and adjusted_rand_score(y, res.labels) == 1.0 and res.distance_threshold == 0.2
+    assert cluster_embeddings(x, threshold=-1.0, min_size=1).n_groups == 1  # everything merges
+    with pytest.raises(InputError, match="one of --k and --threshold"):
+        cluster_embeddings(x, k=2, threshold=0.5)
+    with pytest.raises(InputError, match="not a cosine"):
+        cluster_embeddings(x, threshold=1.5)

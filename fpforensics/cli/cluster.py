@@ -27,6 +27,10 @@ def cluster(
                                  help="Smallest group kept; images of smaller groups are marked unplaced."),
     k: int | None = typer.Option(None, "--k", "-k", show_default=False,
                                  help="Force this number of groups (default: decided from the data, by silhouette)."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", "-t", show_default=False,
+        help="Instead of the silhouette: merge groups while their mean cosine is at least this (e.g. the "
+             "extractor's calibrated verification threshold)."),
     method: str = typer.Option("auto", "--method",
                                help="auto (agglomerative, cosine/average, cut by silhouette; HDBSCAN beyond the "
                                     "memory limit) | agglomerative | hdbscan."),
@@ -58,6 +62,12 @@ def cluster(
         raise InputError(f"--min-size must be at least 1 (got {min_size})")
     if k is not None and k < 1:
         raise InputError(f"--k must be at least 1 (got {k})")
+    if k is not None and threshold is not None:
+        raise InputError("choose one of --k and --threshold")
+    if threshold is not None and not -1.0 <= threshold <= 1.0:
+        raise InputError(f"--threshold {threshold} is not a cosine similarity (expected -1..1)")
+    if threshold is not None and method == "hdbscan":
+        raise InputError("--threshold cuts the agglomerative tree: it does not apply to --method hdbscan")
     if examples < 0:
         raise InputError(f"--examples must be 0 or more (got {examples})")
     if method not in ("auto", "agglomerative", "hdbscan"):
@@ -114,7 +124,8 @@ def cluster(
         paths, emb, skipped, found = es.paths, es.embeddings, [], n_found
     if k is not None and k > len(paths):
         raise InputError(f"--k {k} is more than the {len(paths)} readable image(s)")
-    res = cluster_embeddings(emb, k=k, min_size=min_size, method=method)
+    common.info(f"clustering {len(paths)} image(s)")
+    res = cluster_embeddings(emb, k=k, min_size=min_size, method=method, threshold=threshold)
     named = g is not None and len(g) > 0
     names, fps = g.fingerprints() if named else ([], None)
     thr = g.threshold if named else None
