@@ -112,6 +112,22 @@ def test_name_groups_nearest_model_and_threshold():
     assert all(m.verdict == "unknown source" and m.model is None for m in name_groups(x, res))
 
 
+def test_a_group_is_named_only_when_its_images_are():
+    """A group whose mean sits near a fingerprint, but whose images each score below the threshold, is unknown."""
+    rng = np.random.default_rng(1)
+    fp = np.zeros(64, np.float32)
+    fp[0] = 1.0
+    x = fp + 0.12 * rng.normal(size=(40, 64)).astype(np.float32)  # single images: cosine about 0.6
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    res = cluster_embeddings(x, k=1)
+    single = (x @ fp).max()
+    (m,) = name_groups(x, res, ["near"], fp[None], threshold=0.9)
+    assert single < 0.9 < m.cosine  # the group mean would pass the threshold, no image does
+    assert m.model == "near" and m.agreement == 0.0 and m.verdict == "unknown source"
+    (m,) = name_groups(x, res, ["near"], fp[None], threshold=0.3)
+    assert m.verdict == "near" and m.agreement == 1.0
+
+
 def test_typical_members_are_closest_to_the_group_mean():
     x, _ = blobs([10, 10])
     res = cluster_embeddings(x, k=2)

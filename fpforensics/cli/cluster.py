@@ -160,9 +160,11 @@ def cluster(
         if m.model is None:
             verdict = "unknown source (no gallery)"
         elif m.known:
-            verdict = f"{m.model} (cosine {m.cosine:.4f}; {m.agreement:.0%} of its images agree)"
+            verdict = f"{m.model} (cosine {m.cosine:.4f}; {m.agreement:.0%} of its images identified as it)"
         else:
-            verdict = f"unknown source (nearest {m.model}, cosine {m.cosine:.4f} < threshold {thr:.4f})"
+            at = f" at threshold {thr:.4f}" if thr is not None else ""
+            verdict = (f"unknown source (nearest {m.model}, cosine {m.cosine:.4f}; only {m.agreement:.0%} of its "
+                       f"images identified as it{at})")
         line = f"group {i + 1}: {m.size} image(s)  {verdict}"
         _say(line + (f"  enrolled as {enrolled[i]}" if enrolled[i] else ""))
         shown = typical_members(emb, res, i, examples)
