@@ -7,7 +7,9 @@ through the command line, exactly as printed.
 
     python benchmarks/bench_cluster.py score ../shared/data/generated -e default -e spectral --work /tmp/bc
     python benchmarks/bench_cluster.py render POOL.h5 PHOTOS OUT --min 10 --max 60
+    python benchmarks/bench_cluster.py naming /tmp/bc/embeddings-default.h5
 
+``naming`` checks the group verdicts against a gallery of every other model.
 ``render`` makes held-out *synthetic* generators with uneven image counts from a pool built by
 ``fpt synthesize`` (docs/cluster.md uses it to choose the automatic rule without the test set).
 
@@ -86,6 +88,51 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def naming(embeddings: Path, shots: int = 10) -> str:
+    """Enroll every other model (``shots`` images each), cluster everything, and check each group's verdict.
+
+    A group's truth is its majority model. A group of an enrolled model should be named after it;
+    a group of a model left out should be "unknown source". Two rules, on the same groups and
+    gallery: the one ``fpt cluster`` uses (most members identified as the model, one by one, at
+    the gallery's threshold) and the group mean's cosine against the threshold.
+    """
+    from collections import Counter
+
+    from fpforensics.attribution import Gallery, spread_order
+    from fpforensics.cluster import cluster_embeddings, group_fingerprints, name_groups
+    from fpforensics.io.embeddings import load_embeddings
+
+    es = load_embeddings(embeddings)
+    emb, truth = es.embeddings, np.array([Path(p).parent.name for p in es.paths])
+    models = sorted(set(truth))
+    enrolled = set(models[::2])
+    g = Gallery()
+    for m in sorted(enrolled):
+        rows = np.flatnonzero(truth == m)
+        pick = rows[spread_order(len(rows), shots)[:shots]]
+        g.enroll(m, emb[pick], [es.paths[i] for i in pick], es.extractor or "unknown")
+    names, fps = g.fingerprints()
+    lines = [f"gallery: {len(enrolled)} of {len(models)} models, {shots} images each, threshold {g.threshold:.4f}", "",
+             "| groups | rule | enrolled: named right | enrolled: wrong or unknown | left out: unknown (right) "
+             "| left out: named (wrong) |", "|---|---|---|---|---|---|"]
+    for k in (None, len(models)):
+        res = cluster_embeddings(emb, k=k)
+        members_rule = name_groups(emb, res, names, fps, g.threshold)
+        mean_cos = group_fingerprints(emb, res) @ fps.T
+        for rule in ("members identified (fpt cluster)", "group mean >= threshold"):
+            c: Counter = Counter()
+            for i, m in enumerate(members_rule):
+                major = Counter(truth[res.members(i)]).most_common(1)[0][0]
+                known = m.known if rule.startswith("members") else bool(mean_cos[i].max() >= g.threshold)
+                if major in enrolled:
+                    c["right" if known and m.model == major else "wrong"] += 1
+                else:
+                    c["unknown" if not known else "named"] += 1
+            what = f"{res.n_groups} (`--k {k}`)" if k else f"{res.n_groups} (automatic)"
+            lines.append(f"| {what} | {rule} | {c['right']} | {c['wrong']} | {c['unknown']} | {c['named']} |")
+    return "\n".join(lines)
+
+
 def render(pool_path: Path, photos: Path, out: Path, low: int, high: int, seed: int) -> None:
     """Each pool model turns random 128x128 crops of the photos into 'its' images (uneven counts)."""
     import torch
@@ -125,6 +172,9 @@ def main() -> None:
     s.add_argument("--work", type=Path, default=Path("bench-cluster"), help="embeddings are cached here")
     s.add_argument("--grid", type=int, default=3, help="fpt embed --grid (1 for 128x128 images: 9 equal crops)")
     s.add_argument("--json", type=Path, help="also write the rows here")
+    n = sub.add_parser("naming", help="group verdicts against a gallery of every other model")
+    n.add_argument("embeddings", type=Path, help="an fpt embed .h5 of ROOT/<model>/ images")
+    n.add_argument("--shots", type=int, default=10)
     r = sub.add_parser("render", help="held-out synthetic generators with uneven image counts")
     r.add_argument("pool", type=Path)
     r.add_argument("photos", type=Path)
@@ -133,6 +183,9 @@ def main() -> None:
     r.add_argument("--max", type=int, default=60)
     r.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.cmd == "naming":
+        print(naming(args.embeddings, args.shots))
+        return
     if args.cmd == "render":
         render(args.pool, args.photos, args.out, args.min, args.max, args.seed)
         return
