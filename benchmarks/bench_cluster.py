@@ -98,9 +98,10 @@ def naming(embeddings: Path, shots: int = 10) -> str:
     """
     from collections import Counter
 
-    from fpforensics.attribution import Gallery, spread_order
     from fpforensics.cluster import cluster_embeddings, group_fingerprints, name_groups
-    from fpforensics.io.embeddings import load_embeddings
+    from fpforensics.embedding.files import load_embeddings
+    from fpforensics.gallery import Gallery
+    from fpforensics.images.folders import spread_order
 
     es = load_embeddings(embeddings)
     emb, truth = es.embeddings, np.array([Path(p).parent.name for p in es.paths])
@@ -137,9 +138,9 @@ def render(pool_path: Path, photos: Path, out: Path, low: int, high: int, seed: 
     """Each pool model turns random 128x128 crops of the photos into 'its' images (uneven counts)."""
     import torch
 
-    from fpforensics.io.images import list_images, load_image, save_png
+    from fpforensics.images.crops import upscale_to_min_side
+    from fpforensics.images.decode import list_images, load_image, save_png
     from fpforensics.synthesis.pool import SyntheticPool
-    from fpforensics.transforms import upscale_to_min_side
 
     pool = SyntheticPool.open(pool_path)
     images = [upscale_to_min_side(load_image(p), 128) for p in list_images(photos)]

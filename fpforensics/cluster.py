@@ -308,7 +308,7 @@ def name_groups(embeddings: np.ndarray, clustering: Clustering, names: list[str]
     named 3 of 13 unenrolled groups wrongly, where comparing the group mean with the threshold
     named 7 (docs/cluster.md).
     """
-    from fpforensics.attribution import identify
+    from fpforensics.verdict.match import identify
 
     sizes = [len(clustering.members(g)) for g in range(clustering.n_groups)]
     if not names or fingerprints is None or not len(names):

@@ -195,7 +195,7 @@ def test_cli_text_forced_k_and_min_size(sources_dir, no_default_gallery):
 
 
 def test_cli_names_groups_and_enrolls_them(sources_dir, tmp_path):
-    from fpforensics.attribution import Gallery
+    from fpforensics.gallery import Gallery
 
     gal = tmp_path / "g.h5"
     add = invoke(["gallery", "add", "known0", str(sources_dir / "p3"), "--gallery", str(gal)])

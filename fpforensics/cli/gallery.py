@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from fpforensics.cli import common, render
 from fpforensics.cli.options import DEFAULTS, BatchSize, Extractor, Gallery, Grid, Images, Json, Precision
+from fpforensics.gallery import gallery_path
 
 gallery_app = typer.Typer(cls=common.FptGroup, no_args_is_help=True,
                           help="Enrolled models (gallery file; default $FPT_GALLERY or "
                                "~/.local/share/fpforensics/gallery.h5).")
 Name = Annotated[str, typer.Argument(metavar="NAME", help="Enrolled model name.")]
-
-
-def _path(path: Path | None, for_writing: bool = False) -> Path:
-    """``--gallery``, else the default gallery (its folder created when about to write)."""
-    from fpforensics.errors import OutputError
-    from fpforensics.gallery import default_gallery_path
-
-    if path is not None:
-        return path
-    path = default_gallery_path()
-    if for_writing:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{path.parent}: cannot create the gallery folder ({exc.strerror or exc})") from None
-    return path
 
 
 @gallery_app.command("add", cls=common.FptCommand)
@@ -50,7 +34,7 @@ def gallery_add(
     """Enroll a model (or add images to it): appends its embeddings and updates its fingerprint."""
     from fpforensics.gallery import Gallery as Store
 
-    path = _path(gallery, for_writing=True)
+    path = gallery_path(gallery, for_writing=True)
     g = Store.open(path, create=True)  # a corrupt file fails here, before any work
     with common.bar(f"enrolling {name}") as bar:
         info, e = g.add(name, inputs, extractor, shots, replace, grid, batch_size, common.get_device(), precision,
@@ -63,7 +47,7 @@ def gallery_list(gallery: Gallery = None, json_out: Json = False) -> None:
     """List enrolled models: name, images, enrolled, extractor."""
     from fpforensics.gallery import Gallery as Store
 
-    path = _path(gallery)
+    path = gallery_path(gallery)
     render.gallery_list(path, Store.open(path, create=True), json_out)
 
 
@@ -72,7 +56,7 @@ def gallery_show(name: Name, gallery: Gallery = None, json_out: Json = False) ->
     """Show one enrolled model: metadata and its source images."""
     from fpforensics.gallery import Gallery as Store
 
-    render.model_details(Store.open(_path(gallery)).model(name), json_out)
+    render.model_details(Store.open(gallery_path(gallery)).model(name), json_out)
 
 
 @gallery_app.command("remove", cls=common.FptCommand)
@@ -80,7 +64,7 @@ def gallery_remove(name: Name, gallery: Gallery = None) -> None:
     """Remove an enrolled model and its images."""
     from fpforensics.gallery import Gallery as Store
 
-    path = _path(gallery)
+    path = gallery_path(gallery)
     g = Store.open(path)
     m = g.remove(name)
     render.say(f"removed '{name}' ({m.n_images} image(s)); {len(g)} model(s) left in {path}")
@@ -97,6 +81,6 @@ def gallery_calibrate(
     """(Re)derive the open-set threshold from the enrolled images, or fix it with --set."""
     from fpforensics.gallery import Gallery as Store
 
-    path = _path(gallery)
+    path = gallery_path(gallery)
     g = Store.open(path)
     render.calibration(path, g, g.calibrate(set_value), json_out)

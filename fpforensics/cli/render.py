@@ -164,6 +164,54 @@ def verified(a, b, res, as_json: bool) -> None:
         say(f"note: {res.note}")
 
 
+# ---------------------------------------------------------------------------- cluster
+
+
+def clustered(r, examples: int, as_json: bool) -> None:
+    """``fpt cluster``: per group its size, verdict and example names; the unplaced images; the summary on stderr."""
+    res, path, thr = r.clustering, r.gallery_path, r.threshold
+    if as_json:
+        group_of = {p: i + 1 for i in range(res.n_groups) for p in r.members(i)}
+        return emit_json({
+            "extractor": r.extractor, "gallery": str(path) if r.gallery is not None or r.enroll_prefix else None,
+            "threshold": thr, "images": len(r.paths), "found": r.found, "skipped": len(r.skipped),
+            "clustering": res.to_dict(),
+            "groups": [{"group": i + 1, "size": m.size, **m.to_dict(), "enrolled_as": r.enrolled[i],
+                        "examples": r.examples(i, examples), "members": r.members(i)} for i, m in enumerate(r.groups)],
+            "unplaced": r.unplaced,
+            "assignments": [{"path": p, "group": group_of.get(p)} for p in r.paths],
+        })
+    for i, m in enumerate(r.groups):
+        if m.model is None:
+            verdict = "unknown source (no gallery)"
+        elif m.known:
+            verdict = f"{m.model} (cosine {m.cosine:.4f}; {m.agreement:.0%} of its images identified as it)"
+        else:
+            at = f" at threshold {thr:.4f}" if thr is not None else ""
+            verdict = (f"unknown source (nearest {m.model}, cosine {m.cosine:.4f}; only {m.agreement:.0%} of its "
+                       f"images identified as it{at})")
+        say(f"group {i + 1}: {m.size} image(s)  {verdict}" + (f"  enrolled as {r.enrolled[i]}" if r.enrolled[i] else ""))
+        shown = r.examples(i, examples)
+        for p in shown:
+            say(f"    {p}")
+        if m.size > len(shown):
+            say(f"    ... {m.size - len(shown)} more")
+    unplaced = r.unplaced
+    if unplaced:
+        say(f"unplaced: {len(unplaced)} image(s) (no group of at least {res.min_size})")
+        for p in unplaced[:examples]:
+            say(f"    {p}")
+        if len(unplaced) > examples:
+            say(f"    ... {len(unplaced) - examples} more")
+    cut = f", cut at cosine distance {res.distance_threshold:.4f}" if res.distance_threshold is not None else ""
+    common.info(f"{len(r.paths)} image(s) -> {res.n_groups} group(s), {len(unplaced)} unplaced{skip_note(r.skipped)}; "
+                f"{res.method}: {res.criterion}{cut}")
+    if r.gallery is None:
+        common.info(f"no enrolled models at {path}: groups are not named (pass --gallery)")
+    if any(r.enrolled):
+        common.info(f"enrolled {res.n_groups} group(s) into {path} as {r.enroll_prefix}-1..{r.enroll_prefix}-{res.n_groups}")
+
+
 # ---------------------------------------------------------------------------- ffd / synthesize
 
 
