@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -42,21 +43,39 @@ def gallery_add(
     render.enrolled(path, name, info, e, g, replace, json_out)
 
 
-@gallery_app.command("list", cls=common.FptCommand)
-def gallery_list(gallery: Gallery = None, json_out: Json = False) -> None:
-    """List enrolled models: name, images, enrolled, extractor."""
+Builtin = Annotated[bool, typer.Option("--builtin", help="The built-in reference gallery that ships with fpt "
+                                        "(read-only) instead of --gallery.")]
+
+
+def _open(gallery: Path | None, builtin: bool, create: bool = False):
+    """``--builtin`` (read-only), else ``--gallery`` or the default gallery."""
+    from fpforensics.errors import InputError
     from fpforensics.gallery import Gallery as Store
 
-    path = gallery_path(gallery)
-    render.gallery_list(path, Store.open(path, create=True), json_out)
+    if not builtin:
+        path = gallery_path(gallery)
+        return path, Store.open(path, create=create)
+    from fpforensics.gallery.builtin import builtin_gallery_path, open_builtin
+
+    if gallery is not None:
+        raise InputError("choose one of --builtin and --gallery")
+    g = open_builtin()
+    if g is None:
+        raise InputError(f"this installation has no built-in gallery ({builtin_gallery_path()} is missing)")
+    return g.path, g
+
+
+@gallery_app.command("list", cls=common.FptCommand)
+def gallery_list(gallery: Gallery = None, builtin: Builtin = False, json_out: Json = False) -> None:
+    """List enrolled models: name, family, images, enrolled, extractor; --json adds the files that built each one."""
+    path, g = _open(gallery, builtin, create=True)
+    render.gallery_list(path, g, json_out, builtin)
 
 
 @gallery_app.command("show", cls=common.FptCommand)
-def gallery_show(name: Name, gallery: Gallery = None, json_out: Json = False) -> None:
-    """Show one enrolled model: metadata and its source images."""
-    from fpforensics.gallery import Gallery as Store
-
-    render.model_details(Store.open(gallery_path(gallery)).model(name), json_out)
+def gallery_show(name: Name, gallery: Gallery = None, builtin: Builtin = False, json_out: Json = False) -> None:
+    """Show one enrolled model: metadata, provenance and its source images (path and sha256)."""
+    render.model_details(_open(gallery, builtin)[1].model(name), json_out)
 
 
 @gallery_app.command("remove", cls=common.FptCommand)

@@ -82,17 +82,38 @@ def enrolled(path, name: str, info, e, gallery, replace: bool, as_json: bool) ->
         common.info(f"threshold {cal.threshold:.4f} ({cal.source})")
 
 
-def gallery_list(path, gallery, as_json: bool) -> None:
-    models, cal = gallery.models(), gallery.calibration
+def gallery_list(path, gallery, as_json: bool, builtin: bool = False) -> None:
+    """The enrolled models; ``--json`` adds each model's ``meta`` and the files (path, sha256) that built it."""
+    models, cal = gallery.models(with_files=as_json), gallery.calibration
     if as_json:
-        return emit_json({"gallery": str(path), "extractor": gallery.extractor,
+        return emit_json({"gallery": str(path), "builtin": builtin, "extractor": gallery.extractor,
                           "threshold": cal.threshold if cal else None, "threshold_source": cal.source if cal else None,
+                          "image_embeddings": gallery.has_image_embeddings, "info": gallery.info,
                           "models": [m.to_dict() | {"paths": None, "added": None} for m in models]})
     if not models:
         return say(f"gallery {path}: no models enrolled (`fpt gallery add NAME IMAGES`)")
-    columns = [("name", "left"), ("images", "right"), ("enrolled", "left"), ("updated", "left"), ("extractor", "left")]
-    show(table(f"{path} ({len(models)} models)", columns,
-               [[m.name, m.n_images, short_time(m.created), short_time(m.updated), m.extractor or ""] for m in models]))
+    families = {}
+    for m in models:
+        if m.family:
+            families.setdefault(m.family, []).append(m)
+    if builtin:
+        columns = [("name", "left"), ("family", "left"), ("images", "right"), ("dates", "left"), ("source", "left")]
+        rows = [[m.name, m.family or "-", m.n_images, m.meta.get("date_range", "-"), m.meta.get("source", "")]
+                for m in models]
+        title = f"built-in reference gallery {path} ({len(models)} models, {sum(m.n_images for m in models)} images)"
+    else:
+        columns = [("name", "left"), *([("family", "left")] if families else []), ("images", "right"),
+                   ("enrolled", "left"), ("updated", "left"), ("extractor", "left")]
+        rows = [[m.name, *([m.family or "-"] if families else []), m.n_images, short_time(m.created),
+                 short_time(m.updated), m.extractor or ""] for m in models]
+        title = f"{path} ({len(models)} models)"
+    show(table(title, columns, rows))
+    for family, members in families.items():
+        note = next((m.meta["family_note"] for m in members if m.meta.get("family_note")), "")
+        say(f"family {family}: {', '.join(m.name for m in members)}" + (f" ({note})" if note else ""))
+    if builtin:
+        say(f"extractor: {gallery.extractor}; built with: {gallery.info.get('command', '?')}; "
+            "provenance of each model: `fpt gallery show NAME --builtin`")
     if cal:
         say(f"threshold: {cal.threshold:.4f} ({cal.source})")
 
@@ -104,9 +125,12 @@ def model_details(m, as_json: bool) -> None:
     for key, value in (("images", m.n_images), ("enrolled", m.created), ("updated", m.updated),
                        ("extractor", m.extractor), ("grid", f"{m.grid}x{m.grid}"), ("tool version", m.tool_version)):
         say(f"  {key:<13}{value}")
-    say("  sources:")
-    for p, t in zip(m.paths, m.added, strict=True):
-        say(f"    {t}  {p}")
+    for key, value in m.meta.items():
+        value = ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
+        say(f"  {key.replace('_', ' '):<13}{value}")
+    say("  sources (added, sha256, path):")
+    for f in m.files:
+        say(f"    {f.added}  {f.sha256 or '-':<64}  {f.path}")
 
 
 def calibration(path, gallery, cal, as_json: bool) -> None:
