@@ -183,7 +183,8 @@ def main() -> None:
     except FptError as exc:
         sys.exit(f"error: {exc}")
     print(f"wrote {args.out}: {len(g)} models, {sum(m.n_images for m in g.models())} images, extractor {g.extractor}, "
-          f"threshold {g.threshold:.4f} ({g.calibration.source}); {args.out.stat().st_size / 1024:.0f} KiB")
+          f"threshold {g.threshold:.4f} ({g.calibration.source}); {args.out.stat().st_size / 1024:.0f} KiB, "
+          f"{time.time() - start:.0f} s")
 
 
 if __name__ == "__main__":
