@@ -106,8 +106,8 @@ class ExtractorConfig:
     val_shots: int = int(DEFAULTS["shots"])
     val_queries: int = 20
     val_real_fraction: float = 0.2
-    residual: str = "default"
-    seed: int = 0
+    residual: str = str(DEFAULTS["residual"])
+    seed: int = int(DEFAULTS["seed"])
     half_weights: bool = False
 
     def validate(self) -> None:

@@ -68,9 +68,9 @@ class TrainConfig:
 
     eta: float = float(DEFAULTS["synth_eta"])
     loss: str = "l2"
-    max_steps: int = 1000
-    batch_size: int = 8
-    lr: float = 1e-3
+    max_steps: int = int(DEFAULTS["synth_max_steps"])
+    batch_size: int = int(DEFAULTS["synth_batch_size"])
+    lr: float = float(DEFAULTS["synth_lr"])
     data_seed: int = 0
     crop: int = int(DEFAULTS["crop_size"])
     width: int = int(DEFAULTS["synth_width"])
