@@ -24,8 +24,9 @@ def main() -> None:
     from fpforensics.images.folders import ModelSet
     from fpforensics.residual import build_residual
     from fpforensics.synthesis.architectures import parse_grid
+    from fpforensics.synthesis.build import synthesize_pool
     from fpforensics.synthesis.pool import SyntheticPool
-    from fpforensics.synthesis.training import RealData, TrainConfig, synthesize_pool
+    from fpforensics.synthesis.training import RealData, TrainConfig
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", default="/work/shared/data/real")

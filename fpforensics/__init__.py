@@ -11,11 +11,11 @@ The front door (imported on first use, so ``import fpforensics`` stays fast)::
     print(result.identification.predictions)             # ['sdxl'] or [None] (unknown model)
     print(fpt.verify("a.png", "b.png", extractor=ext).verdict)
 
-Also ``embed`` (fingerprints of images), ``synthesize`` (the pool of synthetic models),
-``train_extractor`` and ``evaluate`` (the papers' protocols). The ``fpt`` command calls exactly
-these functions. Stages, in the order the data flows: ``images`` -> ``residual`` -> ``spectrum``
--> ``extractor`` -> ``embedding`` -> ``gallery`` -> ``verdict``; beside them ``manifpt``, ``ffd``,
-``evaluation`` and ``synthesis``.
+Also ``embed`` (fingerprints of images), ``cluster`` (images grouped by unknown source),
+``synthesize`` (the pool of synthetic models), ``train_extractor`` and ``evaluate`` (the papers'
+protocols). The ``fpt`` command calls exactly these functions. Stages, in the order the data
+flows: ``images`` -> ``residual`` -> ``spectrum`` -> ``extractor`` -> ``embedding`` -> ``gallery``
+-> ``verdict``; beside them ``manifpt``, ``ffd``, ``cluster``, ``evaluation`` and ``synthesis``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {"load_extractor": "fpforensics.extractor", "embed": "fpforensics.api", "Gallery": "fpforensics.gallery",
-        "identify": "fpforensics.api", "verify": "fpforensics.api", "synthesize": "fpforensics.api",
-        "train_extractor": "fpforensics.api", "evaluate": "fpforensics.api", "DEFAULTS": "fpforensics.defaults"}
+        "identify": "fpforensics.api", "verify": "fpforensics.api", "cluster": "fpforensics.api",
+        "synthesize": "fpforensics.api", "train_extractor": "fpforensics.api", "evaluate": "fpforensics.api",
+        "DEFAULTS": "fpforensics.defaults"}
 
 __all__ = ["__version__", *_API]
 

@@ -30,9 +30,12 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Names -> implementations of one kind (``kind`` names it in messages, e.g. "backbone")."""
 
-    def __init__(self, kind: str, modules: Sequence[str] = ()) -> None:
+    def __init__(self, kind: str, modules: Sequence[str] = (), builtins: Sequence[str] = ()) -> None:
         self.kind = kind
         self._modules = tuple(modules)
+        # The names ``modules`` register, known without importing them: listing the choices
+        # (``fpt ... --help``) then costs no torch import. tests/test_registry.py checks they agree.
+        self.builtins = tuple(builtins)
         self._entries: dict[str, T] = {}
         self._loaded = False
 
@@ -61,7 +64,9 @@ class Registry(Generic[T]):
                 importlib.import_module(module)
 
     def names(self) -> list[str]:
-        """Registered names, built-ins first, in registration order."""
+        """Registered names, built-ins first, in registration order (without importing the built-ins when declared)."""
+        if not self._loaded and self.builtins:
+            return [*self.builtins, *(n for n in self._entries if n not in self.builtins)]
         self._load()
         return list(self._entries)
 
@@ -74,8 +79,7 @@ class Registry(Generic[T]):
         return self._entries[key]
 
     def __contains__(self, name: object) -> bool:
-        self._load()
-        return isinstance(name, str) and name.strip().lower() in self._entries
+        return isinstance(name, str) and name.strip().lower() in self.names()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -113,3 +113,27 @@ def test_choices_do_not_import_torch_at_startup():
             "from fpforensics.extractor import BACKBONES; print('torch' in sys.modules, fpforensics.DEFAULTS.grid)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "3"]
+
+
+def test_subcommand_help_does_not_import_torch():
+    """`fpt identify --help` lists the registries' choices from their declared built-in names: no torch import."""
+    code = ("import sys; from fpforensics.cli.app import app; "
+            "app(['identify', '--help'], standalone_mode=False); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("registry_path", [
+    "fpforensics.extractor:EXTRACTORS", "fpforensics.extractor:BACKBONES", "fpforensics.residual:RESIDUALS",
+    "fpforensics.evaluation:PROTOCOLS", "fpforensics.manifpt:SPACES"])
+def test_declared_builtin_names_are_the_registered_ones(registry_path):
+    """The names listed without importing (help) are exactly those the built-in modules register, in order."""
+    import importlib
+
+    module, name = registry_path.split(":")
+    code = (f"import importlib; reg = getattr(importlib.import_module('{module}'), '{name}'); "
+            "before = reg.names(); reg._load(); print(before == list(reg._entries)[:len(before)] "
+            "and set(reg._entries) == set(before))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True", (registry_path, out.stderr)
+    assert importlib.import_module(module)  # the registry module itself imports

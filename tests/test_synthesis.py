@@ -16,9 +16,10 @@ from fpforensics.cli.app import app
 from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.sharding import parse_shard, shard_items
 from fpforensics.synthesis.architectures import OPTIONS, all_architectures, build_autoencoder, parse_grid
+from fpforensics.synthesis.build import synthesize_pool
 from fpforensics.synthesis.packed import PackedAutoencoder
 from fpforensics.synthesis.pool import SyntheticPool, merge_pools
-from fpforensics.synthesis.training import RealData, TrainConfig, synthesize_pool, train_pack
+from fpforensics.synthesis.training import RealData, TrainConfig, train_pack
 
 runner = CliRunner()
 TINY = TrainConfig(max_steps=3, batch_size=2, crop=32, calib_batches=1)

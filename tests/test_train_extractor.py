@@ -17,13 +17,8 @@ from fpforensics.extractor.losses import batch_hard_triplet
 from fpforensics.extractor.network import FingerprintNet, load_backbone_init
 from fpforensics.extractor.sampler import PKSampler
 from fpforensics.extractor.trained import TrainedExtractor
-from fpforensics.extractor.training import (
-    ExtractorConfig,
-    TrainCallbacks,
-    make_config,
-    split_models,
-    train_extractor,
-)
+from fpforensics.extractor.training import ExtractorConfig, TrainCallbacks, make_config, train_extractor
+from fpforensics.extractor.validation import split_models
 from fpforensics.images.decode import list_images
 from fpforensics.perturbations import KINDS, AugmentConfig, Augmenter, Perturbation, parse_perturb, quantize
 
@@ -381,7 +376,7 @@ def test_cli_extractor_empty_real(tmp_path):
 
 def test_real_class_low_res_and_resize_recipe(pool, photo_dir, tmp_path):
     """The real-photo class, small generators and resize augmentation train end to end and are recorded."""
-    from fpforensics.extractor.training import REAL_ID, fingerprinted_images
+    from fpforensics.extractor.batches import REAL_ID, fingerprinted_images
 
     crops = torch.rand(4, 3, 32, 32)
     ids = torch.tensor([0, REAL_ID, 1, REAL_ID])

@@ -93,8 +93,8 @@ def _group(spec) -> str:
 
 def _finished(out: Path) -> tuple[set, set]:
     """Keys of the models in the pool file ``out`` and in its parts folder (an unfinished run's packs)."""
+    from fpforensics.synthesis.build import parts_dir
     from fpforensics.synthesis.pool import SyntheticPool
-    from fpforensics.synthesis.training import parts_dir
 
     found: list[set] = []
     for src in (out, parts_dir(out)):
@@ -127,7 +127,7 @@ def _saved(out: Path | None) -> str:
     again = common.command_line()
     if out is None:
         return f"nothing saved; run again with: {again}"
-    from fpforensics.synthesis.training import parts_dir
+    from fpforensics.synthesis.build import parts_dir
 
     in_out, in_parts = _finished(out)
     new = len(in_parts - in_out)

@@ -107,6 +107,8 @@ def extractor(
                                            "random kernel: nearest, bilinear, bicubic, lanczos, box (0..1).")] = None,
     lowres_p: Annotated[float | None, _opt("--lowres-p", "Share of batches generated at 64-112 px and brought up "
                                            "to 128 px as identification does for small images (0..1).")] = None,
+    no_quantize: Annotated[bool, typer.Option("--no-quantize", help="Keep synthetic outputs as floats instead of "
+                                              "rounding them to 8 bits as saved images are (ablation).")] = False,
     real_class: Annotated[bool, typer.Option("--real-class", help="Train real photos (through no synthetic model) "
                                              "as one more class in every batch, so that photographs embed apart "
                                              "from generators.")] = False,
@@ -137,7 +139,8 @@ def extractor(
                     holdout_archs=holdout_archs, holdout_seeds=holdout_seeds, max_train_models=max_train_models,
                     max_val_models=max_val_models, augment=False if no_augment else None,
                     half_weights=half_weights or None, seed=seed, jpeg_p=jpeg_p, jpeg_min_quality=jpeg_min_quality,
-                    crop_p=crop_p, resize_p=resize_p, lowres_p=lowres_p, real_class=real_class or None)
+                    crop_p=crop_p, resize_p=resize_p, lowres_p=lowres_p, real_class=real_class or None,
+                    quantize=False if no_quantize else None)
     plan: dict = {}
 
     def on_plan(cfg, photos: int) -> None:

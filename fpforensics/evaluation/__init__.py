@@ -18,4 +18,6 @@ from typing import Any
 
 from fpforensics.registry import Registry
 
-PROTOCOLS: Registry[Callable[..., Any]] = Registry("evaluation protocol", modules=("fpforensics.evaluation.protocols",))
+PROTOCOLS: Registry[Callable[..., Any]] = Registry(
+    "evaluation protocol", modules=("fpforensics.evaluation.protocols",),
+    builtins=("identification", "verification", "embedding_quality", "open_set"))

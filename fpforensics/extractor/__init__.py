@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 
     from fpforensics.extractor.base import Extractor
 
-EXTRACTORS: Registry[Callable[[], Extractor]] = Registry("extractor", modules=("fpforensics.extractor.baselines",))
-BACKBONES: Registry[Callable[[], tuple[Any, int]]] = Registry("backbone", modules=("fpforensics.extractor.backbones",))
+EXTRACTORS: Registry[Callable[[], Extractor]] = Registry("extractor", modules=("fpforensics.extractor.baselines",),
+                                                       builtins=("spectral", "pixels"))
+BACKBONES: Registry[Callable[[], tuple[Any, int]]] = Registry("backbone", modules=("fpforensics.extractor.backbones",),
+                                                              builtins=("resnet18", "resnet34", "resnet50"))
 DEFAULT_EXTRACTOR_PATH = Path(__file__).resolve().parent.parent / "weights" / "extractor.pt"
 
 

@@ -37,7 +37,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,26 +49,30 @@ from fpforensics.checkpoints import check_checkpoint_output, load_checkpoint, sa
 from fpforensics.defaults import DEFAULTS
 from fpforensics.device import autocast, resolve_precision
 from fpforensics.errors import IncompatibleError, InputError
+from fpforensics.extractor.batches import (
+    CROP,
+    REAL_ID,
+    RealCrops,
+    StepTimer,
+    draw_lowres,
+    fingerprinted_spectra,
+    make_augmenter,
+)
 from fpforensics.extractor.losses import batch_hard_triplet
 from fpforensics.extractor.network import (
     BACKBONES,
     INPUT_TRANSFORM,
     FingerprintNet,
-    InitWeights,
     load_backbone_init,
     read_init_weights,
 )
 from fpforensics.extractor.sampler import PKSampler
-from fpforensics.extractor.trained import TrainedExtractor, identity_of_state
-from fpforensics.images.real import load_photos, random_crops
-from fpforensics.metrics import l2_normalize
-from fpforensics.perturbations import AugmentConfig, Augmenter, quantize
+from fpforensics.extractor.trained import identity_of_state
+from fpforensics.extractor.validation import ModelSplit, check_init_keeps_zero_shot, split_models, zero_shot_validation
+from fpforensics.images.real import load_photos
 from fpforensics.residual import build_residual, residual_to_payload
 from fpforensics.residual.base import ResidualExtractor
-from fpforensics.spectrum import log_magnitude_spectrum
 from fpforensics.synthesis.pool import open_pool
-
-CROP = int(DEFAULTS["crop_size"])
 
 
 @dataclass
@@ -101,8 +105,8 @@ class ExtractorConfig:
     val_shots: int = int(DEFAULTS["shots"])
     val_queries: int = 20
     val_real_fraction: float = 0.2
-    residual: str = "default"
-    seed: int = 0
+    residual: str = str(DEFAULTS["residual"])
+    seed: int = int(DEFAULTS["seed"])
     half_weights: bool = False
 
     def validate(self) -> None:
@@ -157,200 +161,7 @@ def make_config(preset: str = "paper", **overrides: Any) -> ExtractorConfig:
     return cfg
 
 
-# ----------------------------------------------------------------------------------------- data
-
-
-class RealCrops:
-    """Real photos in memory (uint8); random or fixed 128x128 crops as float batches."""
-
-    def __init__(self, photos: list[torch.Tensor]) -> None:
-        if not photos:
-            raise InputError("no readable real photos")
-        self.photos = photos
-
-    def __len__(self) -> int:
-        return len(self.photos)
-
-    def crops(self, indices: Sequence[int], gen: torch.Generator) -> torch.Tensor:
-        return random_crops(self.photos, indices, CROP, gen).float().div_(255)
-
-
-@dataclass
-class ModelSplit:
-    """Pool indices used for training (label = position) and held out for zero-shot validation."""
-
-    train: list[int]
-    val: list[int]
-    val_group: list[str]  # per val model: "arch" (unseen architecture) or "seed" (unseen seed)
-    holdout_archs: list[str] = field(default_factory=list)
-    holdout_seeds: list[int] = field(default_factory=list)
-    seen_archs: list[str] = field(default_factory=list)  # architectures that trained the net (--init's too)
-
-
-def split_models(entries: Sequence[Any], cfg: ExtractorConfig, warn: Callable[[str], None] | None = None) -> ModelSplit:
-    """Hold out whole architectures and the last seeds of the others; see the module docstring."""
-    from fpforensics.synthesis.architectures import parse_grid
-
-    archs = sorted({e.arch for e in entries}, key=lambda a: a.index)
-    gen = torch.Generator().manual_seed(cfg.seed + 17)
-    expr = str(cfg.holdout_archs).strip()
-    if expr.isdigit():
-        n = int(expr)
-        if n >= len(archs) and n > 0:
-            raise InputError(f"--holdout-archs {n} leaves no training architecture (the pool has {len(archs)})")
-        held_archs = {archs[i] for i in torch.randperm(len(archs), generator=gen)[:n].tolist()}
-    else:
-        held_archs = set(parse_grid(expr)) & set(archs)
-        if not held_archs:
-            raise InputError(f"--holdout-archs '{expr}' matches no architecture of the pool")
-        if held_archs == set(archs):
-            raise InputError(f"--holdout-archs '{expr}' holds out every architecture of the pool")
-    seeds = sorted({int(e.seed) for e in entries if e.arch not in held_archs})
-    n_seeds = cfg.holdout_seeds
-    if n_seeds >= len(seeds) and n_seeds > 0:
-        if warn:
-            warn(f"the pool has {len(seeds)} seed(s) per architecture: none held out (--holdout-seeds {n_seeds})")
-        n_seeds = 0
-    held_seeds = set(seeds[len(seeds) - n_seeds:]) if n_seeds else set()
-    train, val, group = [], [], []
-    for i, e in enumerate(entries):
-        if e.arch in held_archs:
-            val.append(i)
-            group.append("arch")
-        elif int(e.seed) in held_seeds:
-            val.append(i)
-            group.append("seed")
-        else:
-            train.append(i)
-    if cfg.max_train_models and len(train) > cfg.max_train_models:
-        keep = sorted(torch.randperm(len(train), generator=gen)[: cfg.max_train_models].tolist())
-        train = [train[i] for i in keep]
-    if cfg.max_val_models and len(val) > cfg.max_val_models:
-        keep = sorted(torch.randperm(len(val), generator=gen)[: cfg.max_val_models].tolist())
-        val, group = [val[i] for i in keep], [group[i] for i in keep]
-    if len(train) < 2:
-        raise InputError(f"only {len(train)} training model(s) left after holding out models for validation; "
-                         "use a bigger pool or hold out fewer (--holdout-archs/--holdout-seeds)")
-    if len(val) < 2:
-        raise InputError(f"{len(val)} held-out model(s): zero-shot validation needs at least 2 "
-                         "(use --holdout-archs/--holdout-seeds)")
-    seen = sorted({entries[i].arch.code for i in train})
-    return ModelSplit(train, val, group, sorted(a.code for a in held_archs), sorted(held_seeds), seen)
-
-
-def check_init_keeps_zero_shot(init: InitWeights, split: ModelSplit, warn: Callable[[str], None] | None = None) -> None:
-    """A warm start must not have trained on the architectures held out now, else validation is not zero-shot.
-
-    An fpt extractor given to ``--init`` records the architectures that trained it (``seen_archs``);
-    an overlap with this run's held-out architectures is refused. Older checkpoints only record their
-    held-out architectures: holding out a subset of those is safe, anything else gets a warning.
-    Records the union in ``split.seen_archs``.
-    """
-    if init.checkpoint is None:
-        return  # torchvision weights: never saw a synthetic model
-    held = set(split.holdout_archs)
-    seen = init.checkpoint.get("seen_archs")
-    if seen is not None:
-        overlap = sorted(held & set(seen))
-        if overlap:
-            raise InputError(
-                f"--init {init.path} was trained on {len(overlap)} of the architectures held out now "
-                f"({', '.join(overlap[:4])}{', ...' if len(overlap) > 4 else ''}); zero-shot validation would be "
-                f"contaminated: hold out architectures it never saw (--holdout-archs with codes)")
-        split.seen_archs = sorted(set(split.seen_archs) | set(seen))
-        return
-    init_held = set(init.checkpoint.get("heldout_archs") or [])
-    if not held <= init_held and warn:
-        warn(f"--init {init.path} does not record its training architectures; only its held-out ones "
-             f"({len(init_held)}) are known to be unseen, so validation on the others may not be zero-shot")
-
-
 # ------------------------------------------------------------------------------------ the step
-
-
-REAL_ID = -1  # pool id of the "real photo" class (``real_class``): the crop itself
-LOWRES_SIZES = (64, 80, 96, 112)  # generator sizes simulated with lowres_p (multiples of 4: K=2 models)
-
-
-def draw_lowres(cfg: ExtractorConfig, gen: torch.Generator) -> int:
-    """0 (generate at 128) or the size this batch's synthetic models generate at; a function of ``gen``."""
-    if cfg.lowres_p <= 0:
-        return 0
-    u, i = torch.rand(1, generator=gen).item(), int(torch.randint(len(LOWRES_SIZES), (1,), generator=gen))
-    return LOWRES_SIZES[i] if u < cfg.lowres_p else 0
-
-
-def make_augmenter(cfg: ExtractorConfig) -> Augmenter | None:
-    if not cfg.augment:
-        return None
-    return Augmenter(AugmentConfig(jpeg_p=cfg.jpeg_p, jpeg_quality=(cfg.jpeg_min_quality, 100), crop_p=cfg.crop_p,
-                                   resize_p=cfg.resize_p))
-
-
-class StepTimer:
-    """Wall time per stage (synthetic models, augmentation, residual+spectrum, backbone fwd/bwd)."""
-
-    def __init__(self, device: torch.device, enabled: bool = False) -> None:
-        self.device, self.enabled = device, enabled
-        self.seconds: dict[str, float] = {}
-        self._t = 0.0
-
-    def start(self) -> None:
-        if self.enabled:
-            self._sync()
-            self._t = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        if self.enabled:
-            self._sync()
-            now = time.perf_counter()
-            self.seconds[name] = self.seconds.get(name, 0.0) + now - self._t
-            self._t = now
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-
-def fingerprinted_images(pool, pool_ids: torch.Tensor, crops: torch.Tensor, device: torch.device,
-                         lowres: int = 0, to_8bit: bool = True) -> torch.Tensor:
-    """Real crops -> synthetic models -> 8-bit images, as saved by a generator (at ``lowres`` px, then
-    brought up to the crop size by the inference path for small images)."""
-    from fpforensics.images.crops import upscale_to_min_side
-
-    size = crops.shape[-1]
-    x = crops.to(device)
-    if lowres:
-        x = F.interpolate(x, size=(lowres, lowres), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-    real = torch.as_tensor(pool_ids) < 0  # REAL_ID: the photo itself, no synthetic model
-    if real.any():
-        x = x.clone()
-        fake = (~real).nonzero(as_tuple=True)[0]
-        if len(fake):
-            x[fake.to(device)] = pool.apply(torch.as_tensor(pool_ids)[fake], x[fake.to(device)], device)
-    else:
-        x = pool.apply(pool_ids, x, device)
-    if to_8bit:
-        x = quantize(x)
-    if lowres:
-        x = upscale_to_min_side(x, size)
-    return x
-
-
-def fingerprinted_spectra(pool, pool_ids: torch.Tensor, crops: torch.Tensor, residual: ResidualExtractor,
-                          device: torch.device, augmenter: Augmenter | None = None,
-                          timer: StepTimer | None = None, lowres: int = 0, to_8bit: bool = True) -> torch.Tensor:
-    """Real crops -> synthetic models -> 8-bit -> (augmentation) -> residual -> log-magnitude spectrum."""
-    timer = timer or StepTimer(device)
-    with torch.no_grad():
-        x = fingerprinted_images(pool, pool_ids, crops, device, lowres, to_8bit)
-        timer.lap("synthetic")
-        if augmenter is not None:
-            x = augmenter(x)
-            timer.lap("augment")
-        spec = log_magnitude_spectrum(residual(x.to(device)))
-        timer.lap("residual")
-    return spec
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, spec: torch.Tensor, labels: torch.Tensor,
@@ -379,41 +190,6 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, spec: torch.Tensor,
             "valid_triplets": trip.valid_fraction, "active_triplets": trip.active_fraction,
             "train_acc": float((logits.argmax(1) == labels).float().mean())}
 
-
-# ------------------------------------------------------------------------------- validation
-
-
-@torch.no_grad()
-def zero_shot_validation(net: FingerprintNet, residual: ResidualExtractor, pool, split: ModelSplit,
-                         val_crops: torch.Tensor, shots: int, device: torch.device,
-                         batch_size: int = 64, precision: str = "fp32", to_8bit: bool = True) -> dict[str, float]:
-    """10-shot identification among held-out models (the honest generalization signal)."""
-    was_training = net.training
-    net.eval()
-    ext = TrainedExtractor(net, residual, identity="validation")
-    n_crops = val_crops.shape[0]
-    embs = []
-    for pid in split.val:
-        rows = []
-        for start in range(0, n_crops, batch_size):
-            chunk = val_crops[start:start + batch_size]
-            ids = torch.full((chunk.shape[0],), pid, dtype=torch.long)
-            x = fingerprinted_images(pool, ids, chunk, device, to_8bit=to_8bit)
-            with autocast(device, precision):
-                rows.append(ext.embed_crops(x).float().cpu())
-        embs.append(l2_normalize(torch.cat(rows)))
-    net.train(was_training)
-    emb = torch.stack(embs)  # (M, n_crops, D)
-    gallery = l2_normalize(emb[:, :shots].mean(dim=1))  # (M, D)
-    queries = emb[:, shots:]  # (M, Q, D)
-    pred = (queries @ gallery.t()).argmax(dim=-1)  # (M, Q)
-    truth = torch.arange(len(split.val))[:, None]
-    hit = (pred == truth).float()
-    result = {"val_acc": float(hit.mean()), "val_models": len(split.val), "val_chance": 1.0 / len(split.val)}
-    for name in ("arch", "seed"):
-        rows = [i for i, g in enumerate(split.val_group) if g == name]
-        result[f"val_acc_unseen_{name}"] = float(hit[rows].mean()) if rows else None
-    return result
 
 
 # ------------------------------------------------------------------------------------- training

@@ -27,7 +27,8 @@ from fpforensics.registry import Registry
 if TYPE_CHECKING:
     from fpforensics.manifpt.spaces import FeatureSpace
 
-SPACES: Registry[Callable[..., FeatureSpace]] = Registry("space", modules=("fpforensics.manifpt.spaces",))
+SPACES: Registry[Callable[..., FeatureSpace]] = Registry("space", modules=("fpforensics.manifpt.spaces",),
+                                                   builtins=("rgb", "freq", "sl", "ssl"))
 FITS = ("crop", "resize")
 
 

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from fpforensics.residual.base import ResidualExtractor
 
 RESIDUALS: Registry[type[ResidualExtractor]] = Registry(
-    "residual", modules=("fpforensics.residual.median", "fpforensics.residual.none", "fpforensics.residual.dncnn"))
+    "residual", modules=("fpforensics.residual.median", "fpforensics.residual.none", "fpforensics.residual.dncnn"),
+    builtins=("median", "none", "dncnn"))
 DEFAULT_DNCNN_PATH = Path(__file__).resolve().parent.parent / "weights" / "dncnn.pt"
 
 
