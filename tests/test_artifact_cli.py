@@ -42,7 +42,8 @@ def test_cli_writes_h5_and_panels(model_set_dir, real_dir, tmp_path):
         with Image.open(panels[0]) as im:
             assert im.size[0] > 3 * im.size[1] / 2  # four tiles side by side
     # Second run reuses the cache (no "real images" work) and gives the same artifacts.
-    res2 = runner.invoke(app, args[:-1] + ["--out", str(tmp_path / "art2.h5")])
+    # (--overwrite: the panels of the first run are fpt's own, replaced only when asked)
+    res2 = runner.invoke(app, args[:-1] + ["--out", str(tmp_path / "art2.h5"), "--overwrite"])
     assert res2.exit_code == 0, res2.output
     assert "from cache" in res2.stderr and "d_FPT" in res2.stdout and "FDR =" in res2.stdout
     assert "rgb[crop32]" in res2.stdout

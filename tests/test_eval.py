@@ -192,7 +192,8 @@ def test_eval_end_to_end(eval_dir, tmp_path):
     assert report["results"]["pixels"]["jpeg:90"] != report["results"]["pixels"]["clean"]
     print(report["timing_s"])  # 2 extractors x 3 perturbations + the spectra
     # a second run with other protocol settings reuses every cached embedding, and --json prints the report
-    res2 = runner.invoke(app, args[:-4] + ["--no-figures", "--json", "--repeats", "1"])
+    # (--overwrite: the first run's report.json is fpt's own, replaced only when asked)
+    res2 = runner.invoke(app, args[:-4] + ["--no-figures", "--json", "--repeats", "1", "--overwrite"])
     assert res2.exit_code == 0, res2.output
     again = json.loads(res2.stdout)
     assert again["cache"] == {"cached": 2, "computed": 0} and again["settings"]["repeats"] == 1
@@ -254,6 +255,7 @@ def test_eval_synthetic_pool_benchmark(tmp_path, photo_dir, tiny_pool):
     assert len(report["dataset"]["models"]) == 4 and set(report["dataset"]["models"].values()) == {6}
     assert len(list((out / "synthetic_dataset").rglob("*.png"))) == 24
     assert "verification" in report["results"]["spectral"]["clean"]
+    args = [*args, "--overwrite"]  # the runs below replace the first one's report (fpt's own): only when asked
     again = json.loads(runner.invoke(app, args).stdout)
     assert again["synthetic_benchmark"]["reused"] is True and again["cache"]["computed"] == 0
     bad = runner.invoke(app, args[:7] + ["--holdout", "U=nearest,S=pre,K=2"] + args[9:])

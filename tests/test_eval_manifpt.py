@@ -84,7 +84,7 @@ def test_eval_manifpt_end_to_end(fixture_dirs, tmp_path):
     assert a["space"] == "freq" and a["real_images"] == 6 and a["cached"] is False
     assert a["artifact_dim"] == 3 * 64 * 64 and "manifpt" in report["protocol_notes"]
     # a re-run reuses the cached artifacts and gives the same numbers
-    res2 = runner.invoke(app, args + ["--json"])
+    res2 = runner.invoke(app, args + ["--json", "--overwrite"])  # the first report is replaced only when asked
     assert res2.exit_code == 0, res2.output
     again = json.loads(res2.stdout)
     assert again["attributors"][0]["cached"] is True
