@@ -363,3 +363,29 @@ def test_pools_that_differ_only_in_stopping_rules_combine(tmp_path, tiny_data):
     with pytest.raises(IncompatibleError, match="stopping rules"):
         merge_pools([tmp_path / "a.h5", tmp_path / "c.h5"], tmp_path / "ac.h5")
     assert not (tmp_path / "ac.h5").exists()
+
+
+def test_pool_of_grid_v1_keeps_its_architecture(tmp_path):
+    """A pool written before grid v2 (no grid_version in its config) loads with the instance norm on its RGB output."""
+    import json
+
+    from fpforensics.synthesis.architectures import ArchitectureSpec, SyntheticAutoencoder
+    from fpforensics.synthesis.pool import PoolRecord, flatten_state_dict, state_layout, write_pool
+
+    spec = ArchitectureSpec.from_code("K1L1UnA0NiSo")
+    old = SyntheticAutoencoder(spec, 8, grid_version=1).eval()
+    with torch.no_grad():
+        for p in old.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    layout = state_layout(spec, 8, grid_version=1)
+    assert len(layout) > len(state_layout(spec, 8))  # the output norm's affine weights
+    config = json.dumps({"eta": 0.005, "loss": "l2", "max_steps": 100})  # as written before versions
+    row = flatten_state_dict(old.state_dict(), layout)
+    write_pool(tmp_path / "v1.h5", [PoolRecord(spec, 0, 0.01, 0.01, 100, False, row)], config, "data", 8)
+    pool = SyntheticPool.open(tmp_path / "v1.h5")
+    assert pool.grid_version == 1
+    module = pool.load_module(0)
+    assert isinstance(module.up[-1][-2], torch.nn.InstanceNorm2d)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), old(x))

@@ -159,12 +159,12 @@ def down_block(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
-def output_norm(spec: ArchitectureSpec, is_output: bool) -> str:
-    """The norm after a conv of a "post" up-block: none on the RGB output when it would be instance norm."""
-    return "none" if is_output and spec.N == "instance" else spec.N
+def output_norm(spec: ArchitectureSpec, is_output: bool, grid_version: int = GRID_VERSION) -> str:
+    """The norm after a conv of a "post" up-block: none on the RGB output when it would be instance norm (grid v2)."""
+    return "none" if grid_version >= 2 and is_output and spec.N == "instance" else spec.N
 
 
-def up_block(spec: ArchitectureSpec, c_in: int, c_out: int) -> nn.Sequential:
+def up_block(spec: ArchitectureSpec, c_in: int, c_out: int, grid_version: int = GRID_VERSION) -> nn.Sequential:
     layers: list[nn.Module] = []
     channels = [c_in] + [c_out] * spec.L
     for i in range(spec.L):
@@ -173,7 +173,8 @@ def up_block(spec: ArchitectureSpec, c_in: int, c_out: int) -> nn.Sequential:
             if i == 0:
                 layers.append(upsample_layer(spec.U, c_in))
             is_output = c_out == 3 and i == spec.L - 1
-            layers += [conv, norm_layer(output_norm(spec, is_output), channels[i + 1]), activation_layer(spec.A)]
+            norm = norm_layer(output_norm(spec, is_output, grid_version), channels[i + 1])
+            layers += [conv, norm, activation_layer(spec.A)]
         else:
             layers += [norm_layer(spec.N, channels[i]), activation_layer(spec.A)]
             if i == 0:
@@ -185,14 +186,15 @@ def up_block(spec: ArchitectureSpec, c_in: int, c_out: int) -> nn.Sequential:
 class SyntheticAutoencoder(nn.Module):
     """K down-blocks then K up-blocks; maps ``(B, 3, H, W)`` to ``(B, 3, H, W)`` (H, W divisible by 2^K)."""
 
-    def __init__(self, spec: ArchitectureSpec, width: int = int(DEFAULTS["synth_width"])) -> None:
+    def __init__(self, spec: ArchitectureSpec, width: int = int(DEFAULTS["synth_width"]),
+                 grid_version: int = GRID_VERSION) -> None:
         super().__init__()
         self.spec = spec
         widths = [3] + [width * 2**i for i in range(spec.K)]
         self.down = nn.Sequential(*[down_block(widths[i], widths[i + 1]) for i in range(spec.K)])
         ups = []
         for i in range(spec.K, 0, -1):
-            ups.append(up_block(spec, widths[i], widths[i - 1] if i > 1 else 3))
+            ups.append(up_block(spec, widths[i], widths[i - 1] if i > 1 else 3, grid_version))
         self.up = nn.Sequential(*ups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ import torch
 from fpforensics.defaults import DEFAULTS
 from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.io.store import atomic_h5, check_output, open_h5, read_str
-from fpforensics.synthesis.architectures import ArchitectureSpec, SyntheticAutoencoder
+from fpforensics.synthesis.architectures import GRID_VERSION, ArchitectureSpec, SyntheticAutoencoder
 
 POOL_KIND = "pool"
 FORMAT_VERSION = 1
@@ -89,10 +89,18 @@ def weights_digest(weights: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(weights, dtype=np.float32).tobytes()).hexdigest()[:16]
 
 
-def state_layout(arch: ArchitectureSpec, width: int) -> list[tuple[str, tuple[int, ...]]]:
+def config_grid_version(config_json: str) -> int:
+    """The architecture-grid version a pool was trained with (pools written before versions are v1)."""
+    try:
+        return int(json.loads(config_json).get("grid_version", 1))
+    except (ValueError, AttributeError, TypeError):
+        return 1
+
+
+def state_layout(arch: ArchitectureSpec, width: int, grid_version: int = GRID_VERSION) -> list[tuple[str, tuple[int, ...]]]:
     """``[(key, shape), ...]`` of a SyntheticAutoencoder's state dict, the order of a flat weight row."""
     with torch.device("meta"):
-        module = SyntheticAutoencoder(arch, width)
+        module = SyntheticAutoencoder(arch, width, grid_version)
     return [(k, tuple(v.shape)) for k, v in module.state_dict().items()]
 
 
@@ -146,7 +154,7 @@ def write_pool(path: str | Path, records: Iterable[PoolRecord | tuple[PoolEntry,
             by_code.setdefault(r[0].code, []).append(i)
         wgroup = f.create_group("weights")
         for code, members in by_code.items():
-            layout = state_layout(ArchitectureSpec.from_code(code), width)
+            layout = state_layout(ArchitectureSpec.from_code(code), width, config_grid_version(config_json))
             n_values = sum(int(np.prod(s)) if s else 1 for _, s in layout)
             ds = wgroup.create_dataset(code, shape=(len(members), n_values), dtype="float32")
             ds.attrs["layout"] = json.dumps([[k, list(s)] for k, s in layout])
@@ -238,6 +246,7 @@ class SyntheticPool:
         self._files_pid = os.getpid()
         self._layouts: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
         self._modules: OrderedDict[tuple[int, str], SyntheticAutoencoder] = OrderedDict()
+        self.grid_version = config_grid_version(config_json)  # models of older pools keep their architecture
 
     # construction ----------------------------------------------------------------------------
     @classmethod
@@ -308,12 +317,12 @@ class SyntheticPool:
     def state_dict(self, i: int) -> dict[str, torch.Tensor]:
         code = self.entries[i].arch.code
         if code not in self._layouts:
-            self._layouts[code] = state_layout(self.entries[i].arch, self.width)
+            self._layouts[code] = state_layout(self.entries[i].arch, self.width, self.grid_version)
         return unflatten_state_dict(self.weights(i), self._layouts[code])
 
     def load_module(self, i: int) -> SyntheticAutoencoder:
         """Model ``i`` as an eval-mode cpu module without gradients."""
-        module = SyntheticAutoencoder(self.entries[i].arch, self.width)
+        module = SyntheticAutoencoder(self.entries[i].arch, self.width, self.grid_version)
         module.load_state_dict(self.state_dict(i))
         module.eval()
         for p in module.parameters():
