@@ -12,12 +12,12 @@ The front door (imported on first use, so ``import fpforensics`` stays fast)::
     print(fpt.verify("a.png", "b.png", extractor=ext).verdict)
     print(fpt.verify_model("query.png", "sdxl", gallery, extractor=ext).verdict)
 
-Also ``embed`` (fingerprints of images), ``synthesize`` (the pool of synthetic models),
-``train_extractor``, ``calibrate_extractor`` (operating points stored in a checkpoint),
-``write_report`` (HTML) and ``evaluate`` (the papers' protocols). The ``fpt`` command calls exactly
-these functions. Stages, in the order the data flows: ``images`` -> ``residual`` -> ``spectrum``
--> ``extractor`` -> ``embedding`` -> ``gallery`` -> ``verdict``; beside them ``manifpt``, ``ffd``,
-``evaluation`` and ``synthesis``.
+Also ``embed`` (fingerprints of images), ``cluster`` (images grouped by unknown source),
+``synthesize`` (the pool of synthetic models), ``train_extractor``, ``calibrate_extractor``
+(operating points stored in a checkpoint), ``write_report`` (HTML) and ``evaluate`` (the papers'
+protocols). The ``fpt`` command calls exactly these functions. Stages, in the order the data
+flows: ``images`` -> ``residual`` -> ``spectrum`` -> ``extractor`` -> ``embedding`` -> ``gallery``
+-> ``verdict``; beside them ``manifpt``, ``ffd``, ``cluster``, ``evaluation`` and ``synthesis``.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {"load_extractor": "fpforensics.extractor", "embed": "fpforensics.api", "Gallery": "fpforensics.gallery",
-        "identify": "fpforensics.api", "verify": "fpforensics.api", "synthesize": "fpforensics.api",
-        "train_extractor": "fpforensics.api", "evaluate": "fpforensics.api", "DEFAULTS": "fpforensics.defaults",
-        "verify_model": "fpforensics.api", "calibrate_extractor": "fpforensics.api", "write_report": "fpforensics.api"}
+        "identify": "fpforensics.api", "verify": "fpforensics.api", "cluster": "fpforensics.api",
+        "synthesize": "fpforensics.api", "train_extractor": "fpforensics.api", "evaluate": "fpforensics.api",
+        "DEFAULTS": "fpforensics.defaults", "verify_model": "fpforensics.api",
+        "calibrate_extractor": "fpforensics.api", "write_report": "fpforensics.api"}
 
 __all__ = ["__version__", *_API]
 

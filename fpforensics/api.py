@@ -18,8 +18,9 @@ from fpforensics.errors import InputError
 from fpforensics.extractor import load_extractor
 from fpforensics.gallery import Gallery, default_gallery_path
 
-__all__ = ["Embeddings", "Gallery", "Identified", "Verified", "calibrate_extractor", "embed", "evaluate", "identify",
-           "load_extractor", "synthesize", "train_extractor", "verify", "verify_model", "write_report"]
+__all__ = ["Clustered", "Embeddings", "Gallery", "Identified", "Verified", "calibrate_extractor", "cluster", "embed",
+           "evaluate", "identify", "load_extractor", "synthesize", "train_extractor", "verify", "verify_model",
+           "write_report"]
 
 
 @dataclass
@@ -374,6 +375,165 @@ def calibrate_extractor(extractor: str | Path, pool: Any, real: Paths, generator
 def _ext_device(extractor: Any) -> Any:
     """The device an extractor's weights are on (CPU for the training-free ones)."""
     return next((p.device for p in extractor.parameters()), "cpu")
+
+
+@dataclass
+class Clustered:
+    """Images grouped by fingerprint (``fpt cluster``): ``clustering.labels[i]`` is the group of ``paths[i]``.
+
+    ``groups[g]`` is group ``g``'s nearest enrolled model and verdict (a
+    :class:`~fpforensics.cluster.GroupMatch`); ``gallery`` is the gallery that named them (None:
+    groups not named); ``enrolled[g]`` the model name group ``g`` was enrolled as.
+    """
+
+    paths: list[str]
+    embeddings: Any  # (N, D) L2-normalized
+    extractor: str | None  # identity (None: a bare .npy file)
+    clustering: Any  # fpforensics.cluster.Clustering
+    groups: list
+    gallery: Gallery | None
+    gallery_path: Path | None
+    enrolled: list[str | None]
+    found: int
+    skipped: list = field(default_factory=list)
+    enroll_prefix: str | None = None
+
+    @property
+    def threshold(self) -> float | None:
+        return self.gallery.threshold if self.gallery is not None else None
+
+    def members(self, group: int) -> list[str]:
+        return [self.paths[r] for r in self.clustering.members(group)]
+
+    def examples(self, group: int, n: int) -> list[str]:
+        """The ``n`` members closest to the group's fingerprint, closest first."""
+        from fpforensics.cluster import typical_members
+
+        return [self.paths[r] for r in typical_members(self.embeddings, self.clustering, group, n)]
+
+    @property
+    def unplaced(self) -> list[str]:
+        return [self.paths[r] for r in self.clustering.unplaced]
+
+
+def cluster(inputs: Paths | None = None, embeddings: str | Path | None = None, k: int | None = None,
+            min_size: int | None = None, threshold: float | None = None, method: str = "auto",
+            gallery: Gallery | str | Path | None = None, enroll_prefix: str | None = None,
+            extractor: Any = DEFAULTS.extractor, grid: int = DEFAULTS.grid, batch_size: int = DEFAULTS.embed_batch_size,
+            device: Any = "auto", precision: str = DEFAULTS.precision, on_start: OnImage = None,
+            on_image: OnImage = None, on_skip: OnSkip = None, warn: Callable[[str], None] | None = None) -> Clustered:
+    """Group images (files and folders, or an ``fpt embed`` file) by fingerprint without labels.
+
+    Each group is named after its nearest enrolled model of ``gallery`` when most of its images
+    are identified as that model, else "unknown source" (:mod:`fpforensics.cluster`). ``gallery``
+    None looks for the default gallery and skips naming (with ``warn``) if it belongs to another
+    extractor; a gallery given, or ``enroll_prefix``, must fit. ``enroll_prefix`` enrolls group
+    ``g`` as model ``PREFIX-g`` (1 = largest); names already taken are refused before any work.
+    """
+    from fpforensics.cluster import DEFAULT_MIN_SIZE, cluster_embeddings, name_groups
+    from fpforensics.errors import IncompatibleError
+    from fpforensics.gallery import gallery_path
+    from fpforensics.images.decode import list_images
+
+    min_size = DEFAULT_MIN_SIZE if min_size is None else min_size
+    # every check that needs no embedding runs before the embedding
+    if min_size < 1:
+        raise InputError(f"--min-size must be at least 1 (got {min_size})")
+    if k is not None and k < 1:
+        raise InputError(f"--k must be at least 1 (got {k})")
+    if k is not None and threshold is not None:
+        raise InputError("choose one of --k and --threshold")
+    if threshold is not None and not -1.0 <= threshold <= 1.0:
+        raise InputError(f"--threshold {threshold} is not a cosine similarity (expected -1..1)")
+    if threshold is not None and method == "hdbscan":
+        raise InputError("--threshold cuts the agglomerative tree: it does not apply to --method hdbscan")
+    if method not in ("auto", "agglomerative", "hdbscan"):
+        raise InputError(f"--method must be auto, agglomerative or hdbscan (got '{method}')")
+    if enroll_prefix is not None:
+        enroll_prefix = enroll_prefix.strip()
+        if not enroll_prefix:
+            raise InputError("--enroll-prefix cannot be empty")
+    if bool(inputs) == (embeddings is not None):
+        raise InputError("give image folders/files or --embeddings FILE (one of the two)")
+    if embeddings is not None:
+        from fpforensics.embedding.files import load_embeddings
+
+        es = load_embeddings(embeddings)
+        identity, dim, spec = es.extractor, int(es.embeddings.shape[1]), es.extractor_spec or ""
+        grid = es.grid or grid
+        n_found = len(es.paths)
+    else:
+        n_found = len(list_images(inputs))
+    if k is not None and k > n_found:
+        raise InputError(f"--k {k} is more than the {n_found} image(s) found")
+
+    explicit = gallery is not None or enroll_prefix is not None
+    g, path = (gallery, gallery.path) if isinstance(gallery, Gallery) else (None, None)
+    if g is None:
+        path = gallery_path(gallery, for_writing=enroll_prefix is not None)
+        if enroll_prefix is not None:
+            from fpforensics.io.store import check_writable
+
+            check_writable(path)
+            g = Gallery.open(path, create=True)
+        elif path.exists():
+            g = Gallery.open(path)
+    if g is not None and enroll_prefix is not None:
+        _refuse_taken(g, enroll_prefix)
+    ext = None
+    if embeddings is None:
+        ext = load_extractor(extractor, device) if isinstance(extractor, str | Path) else extractor
+        identity, dim = ext.identity, ext.embedding_dim or None
+        spec = str(extractor) if isinstance(extractor, str | Path) else ""
+    if g is not None and identity is None:
+        if explicit:
+            raise InputError(f"{embeddings}: a .npy file does not say which extractor made it, so it cannot be "
+                             "compared with a gallery (write .h5 with `fpt embed`)")
+        g = None
+    if g is not None and len(g):
+        try:
+            g.check_compatible(identity, dim)
+        except IncompatibleError as exc:
+            if explicit:
+                raise
+            if warn:
+                warn(f"groups are not named: {exc}")
+            g = None
+
+    if embeddings is None:
+        e = embed(inputs, ext, grid, batch_size, device, precision, on_start=on_start, on_image=on_image,
+                  on_skip=on_skip)
+        paths, emb, skipped, found = [str(p) for p in e.paths], e.embeddings, e.skipped, e.found
+    else:
+        paths, emb, skipped, found = list(es.paths), es.embeddings, [], n_found
+    if k is not None and k > len(paths):
+        raise InputError(f"--k {k} is more than the {len(paths)} readable image(s)")
+    res = cluster_embeddings(emb, k=k, min_size=min_size, method=method, threshold=threshold)
+    named = g if g is not None and len(g) else None
+    names, fps = named.fingerprints() if named is not None else ([], None)
+    matches = name_groups(emb, res, names, fps, named.threshold if named is not None else None)
+
+    enrolled: list[str | None] = [None] * res.n_groups
+    if enroll_prefix is not None and g is not None:
+        _refuse_taken(g, enroll_prefix, [f"{enroll_prefix}-{i + 1}" for i in range(res.n_groups)])
+        for i in range(res.n_groups):
+            rows = res.members(i)
+            enrolled[i] = g.enroll(f"{enroll_prefix}-{i + 1}", emb[rows], [paths[r] for r in rows], identity,
+                                   grid=grid, extractor_spec=spec).name
+        if not res.n_groups and warn:
+            warn("no group to enroll: every image is unplaced")
+    return Clustered(paths, emb, identity, res, matches, named, path, enrolled, found, list(skipped), enroll_prefix)
+
+
+def _refuse_taken(g: Gallery, prefix: str, names: list[str] | None = None) -> None:
+    """Enrolling groups must not add images to an existing model: refuse names already in the gallery."""
+    import re
+
+    pattern = re.compile(re.escape(prefix) + r"-\d+")
+    taken = [n for n in g.names() if (n in names if names is not None else pattern.fullmatch(n))]
+    if taken:
+        raise InputError(f"{g.path} already has model(s) {', '.join(taken[:5])}{' ...' if len(taken) > 5 else ''}: "
+                         "choose another --enroll-prefix")
 
 
 def synthesize(real: Paths, out: str | Path, arch_grid: str = "all", seeds: int = DEFAULTS.synth_seeds,

@@ -13,7 +13,7 @@ runner = CliRunner()
 def test_help_lists_every_command():
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0
-    for cmd in ("synthesize", "train", "embed", "gallery", "identify", "verify", "ffd", "artifact", "eval"):
+    for cmd in ("synthesize", "train", "embed", "gallery", "identify", "verify", "cluster", "ffd", "artifact", "eval"):
         assert cmd in res.output
 
 

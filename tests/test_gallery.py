@@ -50,7 +50,7 @@ def test_round_trip_and_fingerprint(tmp_path):
     assert again.threshold == pytest.approx(g.threshold) and again.calibration.source == "calibrated"
     store = GalleryStore.open(path)
     rows = dict(store.conn.execute("SELECT key, value FROM meta").fetchall())
-    assert rows["fpt_format"] == "gallery" and int(rows["fpt_format_version"]) == 2
+    assert rows["fpt_format"] == "gallery" and int(rows["fpt_format_version"]) == 3
     assert store.fingerprints(D)[2].shape == (2, D) and store.count_images() == 7
 
 
@@ -341,3 +341,161 @@ def test_threshold_of_a_large_gallery_is_recalibrated_after_one_percent_changed(
     assert g.calibration.info["genuine_pairs"] == 304 and g.meta.pending == 0
     g.enroll("last", _emb(1002, 2), _paths("last", 2), "X")
     assert g.meta.pending == 1 and g.calibrate().source == "calibrated" and g.meta.pending == 0
+
+
+# ------------------------------------------------------------------------------------------- format v3: provenance
+
+
+def test_model_meta_and_file_hashes_are_recorded(tmp_path, pattern_dirs):
+    import hashlib
+
+    from fpforensics import __version__
+
+    files = sorted((pattern_dirs / "p3").glob("*.png"))
+    g = Gallery.open(tmp_path / "g.h5", create=True)
+    g.enroll("p3", _emb(1, len(files)), files, "X", meta={"family": "gratings", "source": "tests", "images": 4})
+    g.enroll("other", _emb(2, 2), _paths("other", 2), "X")  # no such files: no hash, no meta
+    again = Gallery.open(tmp_path / "g.h5")
+    assert again.model_meta("p3") == {"family": "gratings", "source": "tests", "images": 4}
+    assert again.model_meta("other") == {} and again.model("p3").family == "gratings"
+    m = again.model("p3")
+    assert [f.sha256 for f in m.files] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in files]
+    assert [f.path for f in m.files] == [str(p) for p in files] and {f.tool_version for f in m.files} == {__version__}
+    assert [f.sha256 for f in again.model("other").files] == [None, None]
+    g.enroll("p3", _emb(3, 1), files[:1], "X")  # appending without meta keeps it
+    assert again.model_meta("p3")["family"] == "gratings"
+    g.set_model_meta("p3", {"family": "renamed"})
+    assert again.model_meta("p3") == {"family": "renamed"}
+    with pytest.raises(InputError, match="meta must be"):
+        g.enroll("bad", _emb(4, 1), _paths("bad", 1), "X", meta={"x": object()})
+    with pytest.raises(InputError, match="no model named"):
+        g.model_meta("nope")
+
+
+def test_cli_gallery_list_json_shows_the_files_that_built_each_fingerprint(pattern_dirs, tmp_path):
+    import hashlib
+
+    gal = tmp_path / "g.h5"
+    assert invoke(["gallery", "add", "p3", str(pattern_dirs / "p3"), "-g", str(gal), "--shots", "2"]).exit_code == 0
+    data = json.loads(invoke(["gallery", "list", "-g", str(gal), "--json"]).stdout)
+    (m,) = data["models"]
+    assert data["builtin"] is False and data["image_embeddings"] is True and m["meta"] == {}
+    assert len(m["files"]) == 2
+    for f in m["files"]:
+        assert f["sha256"] == hashlib.sha256(Path(f["path"]).read_bytes()).hexdigest() and f["added"] and f["tool_version"]
+    shown = invoke(["gallery", "show", "p3", "-g", str(gal)])
+    assert shown.exit_code == 0 and m["files"][0]["sha256"] in shown.stdout
+
+
+V2_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE models (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created TEXT NOT NULL, updated TEXT NOT NULL,
+                     tool_version TEXT NOT NULL, grid INTEGER NOT NULL, n_images INTEGER NOT NULL,
+                     block INTEGER, slot INTEGER, sum BLOB NOT NULL);
+CREATE TABLE images (id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL REFERENCES models(id), path TEXT NOT NULL,
+                     added TEXT NOT NULL, embedding BLOB NOT NULL);
+CREATE INDEX images_by_model ON images(model_id, id);
+CREATE TABLE fingerprints (block INTEGER PRIMARY KEY, ids BLOB NOT NULL, names TEXT NOT NULL, vectors BLOB NOT NULL);
+"""
+
+
+def _v2_gallery(path: Path) -> np.ndarray:
+    """A gallery as fpt wrote format v2 (before per-model meta and per-image hashes): model 'a', 3 images."""
+    import sqlite3
+
+    a = _emb(1, 3)
+    conn = sqlite3.connect(path)
+    conn.executescript(V2_SCHEMA)
+    now = "2025-06-01T00:00:00+00:00"
+    conn.executemany("INSERT INTO meta VALUES (?, ?)", [
+        ("fpt_format", "gallery"), ("fpt_format_version", "2"), ("tool_version", "0.0.9"), ("extractor", "ext-A"),
+        ("extractor_spec", ""), ("embedding_dim", str(D)), ("threshold", "0.5"), ("threshold_source", "manual"),
+        ("threshold_info", "{}"), ("threshold_pending", "0"), ("created", now), ("updated", now)])
+    total = a.astype(np.float64).sum(0)
+    conn.execute("INSERT INTO models VALUES (1, 'a', ?, ?, '0.0.9', 3, 3, 0, 0, ?)", (now, now, total.tobytes()))
+    conn.executemany("INSERT INTO images (model_id, path, added, embedding) VALUES (1, ?, ?, ?)",
+                     [(p, now, e.astype(np.float32).tobytes()) for p, e in zip(_paths("a", 3), a, strict=True)])
+    conn.execute("INSERT INTO fingerprints VALUES (0, ?, '[\"a\"]', ?)",
+                 (np.array([1], np.int64).tobytes(), normalize(total).astype(np.float32).tobytes()))
+    conn.commit()
+    conn.close()
+    return a
+
+
+def test_v2_gallery_is_read_as_is_and_upgraded_by_its_first_change(tmp_path):
+    path = tmp_path / "v2.h5"
+    a = _v2_gallery(path)
+    before = path.read_bytes()
+    g = Gallery.open(path)
+    assert g.names() == ["a"] and g.model_meta("a") == {} and g.threshold == 0.5
+    assert [f.sha256 for f in g.model("a").files] == [None] * 3 and g.model("a").paths == _paths("a", 3)
+    np.testing.assert_allclose(g.embeddings("a"), a, atol=1e-6)
+    assert json.loads(invoke(["gallery", "list", "-g", str(path), "--json"]).stdout)["models"][0]["files"][0]["sha256"] \
+        is None
+    assert path.read_bytes() == before  # reading never rewrites
+    g.enroll("b", _emb(2, 2), _paths("b", 2), "ext-A", meta={"family": "f"})
+    store = GalleryStore.open(path)
+    assert dict(store.conn.execute("SELECT key, value FROM meta").fetchall())["fpt_format_version"] == "3"
+    again = Gallery.open(path)
+    assert again.names() == ["a", "b"] and again.model_meta("b") == {"family": "f"} and again.model_meta("a") == {}
+    assert again.model("a").created == "2025-06-01T00:00:00+00:00"
+
+
+def test_a_newer_format_is_refused_clearly(tmp_path):
+    path = tmp_path / "g.h5"
+    Gallery.open(path, create=True).enroll("a", _emb(1, 2), _paths("a", 2), "X")
+    store = GalleryStore.open(path)
+    store.conn.execute("UPDATE meta SET value = '9' WHERE key = 'fpt_format_version'")
+    store.close()
+    with pytest.raises(IncompatibleError, match="v9 is newer than this fpt reads"):
+        Gallery.open(path)
+
+
+def test_export_fingerprints_ships_no_embeddings_and_cannot_be_changed(tmp_path, pattern_dirs):
+    from fpforensics.verdict.match import identify
+
+    root = pattern_dirs
+    g = Gallery.open(tmp_path / "full.h5", create=True)
+    for name in ("p3", "p4", "p6"):
+        files = sorted((root / name).glob("*.png"))
+        g.enroll(name, _emb(hash(name) % 100, len(files)), files, "ext-A", meta={"family": "gratings"})
+    out = tmp_path / "ship.db"
+    shipped = g.export_fingerprints(out, relative_to=root, info={"kind": "test"})
+    assert shipped.read_only and not shipped.has_image_embeddings and shipped.info == {"kind": "test"}
+    assert shipped.names() == g.names() and shipped.threshold == pytest.approx(g.threshold)
+    np.testing.assert_array_equal(shipped.fingerprints()[1], g.fingerprints()[1])
+    m = shipped.model("p4")
+    assert m.n_images == 4 and m.meta == {"family": "gratings"} and m.paths == [f"p4/img{i}.png" for i in range(4)]
+    assert [f.sha256 for f in m.files] == [f.sha256 for f in g.model("p4").files]
+    blobs = shipped._reader().conn.execute("SELECT COUNT(*) FROM images WHERE embedding IS NOT NULL").fetchone()[0]
+    assert blobs == 0
+    q = g.embeddings("p6")
+    assert identify(q, shipped).predictions == identify(q, g).predictions
+    before = out.read_bytes()
+    for change in (lambda x: x.enroll("new", _emb(7, 2), _paths("new", 2), "ext-A"), lambda x: x.remove("p3"),
+                   lambda x: x.calibrate(), lambda x: x.set_model_meta("p3", {}), lambda x: x.embeddings("p3")):
+        with pytest.raises(InputError, match="read-only|fingerprints only"):
+            change(shipped)
+        with pytest.raises(InputError, match="fingerprints only"):  # a writable copy refuses changes too
+            change(Gallery.open(out))
+    assert out.read_bytes() == before
+    with pytest.raises(InputError, match="not inside"):
+        g.export_fingerprints(tmp_path / "elsewhere.db", relative_to=root / "p3")
+    assert not (tmp_path / "elsewhere.db").exists()
+    res = invoke(["gallery", "add", "x", str(root / "p3"), "-g", str(out)])
+    assert res.exit_code == 2 and "fingerprints only" in res.stderr and out.read_bytes() == before
+
+
+def test_read_only_gallery_refuses_changes_before_any_work(tmp_path):
+    path = tmp_path / "g.h5"
+    Gallery.open(path, create=True).enroll("a", _emb(1, 2), _paths("a", 2), "X")
+    before = path.read_bytes()
+    ro = Gallery.open(path, read_only=True)
+    assert ro.names() == ["a"]
+    with pytest.raises(InputError, match="read-only"):
+        ro.enroll("b", _emb(2, 2), _paths("b", 2), "X")
+    with pytest.raises(InputError, match="read-only"):
+        ro.add("b", [str(tmp_path / "missing")])  # refused before the inputs are even looked at
+    with pytest.raises(InputError, match="no gallery here"):
+        Gallery.open(tmp_path / "none.db", create=True, read_only=True)
+    assert path.read_bytes() == before

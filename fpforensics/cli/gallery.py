@@ -9,27 +9,12 @@ import typer
 
 from fpforensics.cli import common, render
 from fpforensics.cli.options import DEFAULTS, BatchSize, Extractor, Gallery, Grid, Images, Json, Precision
+from fpforensics.gallery import gallery_path
 
 gallery_app = typer.Typer(cls=common.FptGroup, no_args_is_help=True,
                           help="Enrolled models (gallery file; default $FPT_GALLERY or "
                                "~/.local/share/fpforensics/gallery.h5).")
 Name = Annotated[str, typer.Argument(metavar="NAME", help="Enrolled model name.")]
-
-
-def _path(path: Path | None, for_writing: bool = False) -> Path:
-    """``--gallery``, else the default gallery (its folder created when about to write)."""
-    from fpforensics.errors import OutputError
-    from fpforensics.gallery import default_gallery_path
-
-    if path is not None:
-        return path
-    path = default_gallery_path()
-    if for_writing:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{path.parent}: cannot create the gallery folder ({exc.strerror or exc})") from None
-    return path
 
 
 @gallery_app.command("add", cls=common.FptCommand)
@@ -50,7 +35,7 @@ def gallery_add(
     """Enroll a model (or add images to it): appends its embeddings and updates its fingerprint."""
     from fpforensics.gallery import Gallery as Store
 
-    path = _path(gallery, for_writing=True)
+    path = gallery_path(gallery, for_writing=True)
     g = Store.open(path, create=True)  # a corrupt file fails here, before any work
     with common.bar(f"enrolling {name}") as bar:
         info, e = g.add(name, inputs, extractor, shots, replace, grid, batch_size, common.get_device(), precision,
@@ -58,21 +43,39 @@ def gallery_add(
     render.enrolled(path, name, info, e, g, replace, json_out)
 
 
-@gallery_app.command("list", cls=common.FptCommand)
-def gallery_list(gallery: Gallery = None, json_out: Json = False) -> None:
-    """List enrolled models: name, images, enrolled, extractor."""
+Builtin = Annotated[bool, typer.Option("--builtin", help="The built-in reference gallery that ships with fpt "
+                                        "(read-only) instead of --gallery.")]
+
+
+def _open(gallery: Path | None, builtin: bool, create: bool = False):
+    """``--builtin`` (read-only), else ``--gallery`` or the default gallery."""
+    from fpforensics.errors import InputError
     from fpforensics.gallery import Gallery as Store
 
-    path = _path(gallery)
-    render.gallery_list(path, Store.open(path, create=True), json_out)
+    if not builtin:
+        path = gallery_path(gallery)
+        return path, Store.open(path, create=create)
+    from fpforensics.gallery.builtin import builtin_gallery_path, open_builtin
+
+    if gallery is not None:
+        raise InputError("choose one of --builtin and --gallery")
+    g = open_builtin()
+    if g is None:
+        raise InputError(f"this installation has no built-in gallery ({builtin_gallery_path()} is missing)")
+    return g.path, g
+
+
+@gallery_app.command("list", cls=common.FptCommand)
+def gallery_list(gallery: Gallery = None, builtin: Builtin = False, json_out: Json = False) -> None:
+    """List enrolled models: name, family, images, enrolled, extractor; --json adds the files that built each one."""
+    path, g = _open(gallery, builtin, create=True)
+    render.gallery_list(path, g, json_out, builtin)
 
 
 @gallery_app.command("show", cls=common.FptCommand)
-def gallery_show(name: Name, gallery: Gallery = None, json_out: Json = False) -> None:
-    """Show one enrolled model: metadata and its source images."""
-    from fpforensics.gallery import Gallery as Store
-
-    render.model_details(Store.open(_path(gallery)).model(name), json_out)
+def gallery_show(name: Name, gallery: Gallery = None, builtin: Builtin = False, json_out: Json = False) -> None:
+    """Show one enrolled model: metadata, provenance and its source images (path and sha256)."""
+    render.model_details(_open(gallery, builtin)[1].model(name), json_out)
 
 
 @gallery_app.command("remove", cls=common.FptCommand)
@@ -80,7 +83,7 @@ def gallery_remove(name: Name, gallery: Gallery = None) -> None:
     """Remove an enrolled model and its images."""
     from fpforensics.gallery import Gallery as Store
 
-    path = _path(gallery)
+    path = gallery_path(gallery)
     g = Store.open(path)
     m = g.remove(name)
     render.say(f"removed '{name}' ({m.n_images} image(s)); {len(g)} model(s) left in {path}")
@@ -97,6 +100,6 @@ def gallery_calibrate(
     """(Re)derive the open-set threshold from the enrolled images, or fix it with --set."""
     from fpforensics.gallery import Gallery as Store
 
-    path = _path(gallery)
+    path = gallery_path(gallery)
     g = Store.open(path)
     render.calibration(path, g, g.calibrate(set_value), json_out)

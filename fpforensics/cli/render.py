@@ -82,17 +82,38 @@ def enrolled(path, name: str, info, e, gallery, replace: bool, as_json: bool) ->
         common.info(f"threshold {cal.threshold:.4f} ({cal.source})")
 
 
-def gallery_list(path, gallery, as_json: bool) -> None:
-    models, cal = gallery.models(), gallery.calibration
+def gallery_list(path, gallery, as_json: bool, builtin: bool = False) -> None:
+    """The enrolled models; ``--json`` adds each model's ``meta`` and the files (path, sha256) that built it."""
+    models, cal = gallery.models(with_files=as_json), gallery.calibration
     if as_json:
-        return emit_json({"gallery": str(path), "extractor": gallery.extractor,
+        return emit_json({"gallery": str(path), "builtin": builtin, "extractor": gallery.extractor,
                           "threshold": cal.threshold if cal else None, "threshold_source": cal.source if cal else None,
+                          "image_embeddings": gallery.has_image_embeddings, "info": gallery.info,
                           "models": [m.to_dict() | {"paths": None, "added": None} for m in models]})
     if not models:
         return say(f"gallery {path}: no models enrolled (`fpt gallery add NAME IMAGES`)")
-    columns = [("name", "left"), ("images", "right"), ("enrolled", "left"), ("updated", "left"), ("extractor", "left")]
-    show(table(f"{path} ({len(models)} models)", columns,
-               [[m.name, m.n_images, short_time(m.created), short_time(m.updated), m.extractor or ""] for m in models]))
+    families = {}
+    for m in models:
+        if m.family:
+            families.setdefault(m.family, []).append(m)
+    if builtin:
+        columns = [("name", "left"), ("family", "left"), ("images", "right"), ("dates", "left"), ("source", "left")]
+        rows = [[m.name, m.family or "-", m.n_images, m.meta.get("date_range", "-"), m.meta.get("source", "")]
+                for m in models]
+        title = f"built-in reference gallery {path} ({len(models)} models, {sum(m.n_images for m in models)} images)"
+    else:
+        columns = [("name", "left"), *([("family", "left")] if families else []), ("images", "right"),
+                   ("enrolled", "left"), ("updated", "left"), ("extractor", "left")]
+        rows = [[m.name, *([m.family or "-"] if families else []), m.n_images, short_time(m.created),
+                 short_time(m.updated), m.extractor or ""] for m in models]
+        title = f"{path} ({len(models)} models)"
+    show(table(title, columns, rows))
+    for family, members in families.items():
+        note = next((m.meta["family_note"] for m in members if m.meta.get("family_note")), "")
+        say(f"family {family}: {', '.join(m.name for m in members)}" + (f" ({note})" if note else ""))
+    if builtin:
+        say(f"extractor: {gallery.extractor}; built with: {gallery.info.get('command', '?')}; "
+            "provenance of each model: `fpt gallery show NAME --builtin`")
     if cal:
         say(f"threshold: {cal.threshold:.4f} ({cal.source})")
 
@@ -104,9 +125,12 @@ def model_details(m, as_json: bool) -> None:
     for key, value in (("images", m.n_images), ("enrolled", m.created), ("updated", m.updated),
                        ("extractor", m.extractor), ("grid", f"{m.grid}x{m.grid}"), ("tool version", m.tool_version)):
         say(f"  {key:<13}{value}")
-    say("  sources:")
-    for p, t in zip(m.paths, m.added, strict=True):
-        say(f"    {t}  {p}")
+    for key, value in m.meta.items():
+        value = ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
+        say(f"  {key.replace('_', ' '):<13}{value}")
+    say("  sources (added, sha256, path):")
+    for f in m.files:
+        say(f"    {f.added}  {f.sha256 or '-':<64}  {f.path}")
 
 
 def calibration(path, gallery, cal, as_json: bool) -> None:
@@ -255,6 +279,54 @@ def calibrated(path, cal, as_json: bool) -> None:
                 f"{rule['rejected']:.1%} of the {ref['photos']} reference photographs camera photographs "
                 f"(AUC {rule['auc']:.3f})")
     common.info(f"calibration data: {cal.fingerprint.data if cal.fingerprint else ''}")
+
+
+# ---------------------------------------------------------------------------- cluster
+
+
+def clustered(r, examples: int, as_json: bool) -> None:
+    """``fpt cluster``: per group its size, verdict and example names; the unplaced images; the summary on stderr."""
+    res, path, thr = r.clustering, r.gallery_path, r.threshold
+    if as_json:
+        group_of = {p: i + 1 for i in range(res.n_groups) for p in r.members(i)}
+        return emit_json({
+            "extractor": r.extractor, "gallery": str(path) if r.gallery is not None or r.enroll_prefix else None,
+            "threshold": thr, "images": len(r.paths), "found": r.found, "skipped": len(r.skipped),
+            "clustering": res.to_dict(),
+            "groups": [{"group": i + 1, "size": m.size, **m.to_dict(), "enrolled_as": r.enrolled[i],
+                        "examples": r.examples(i, examples), "members": r.members(i)} for i, m in enumerate(r.groups)],
+            "unplaced": r.unplaced,
+            "assignments": [{"path": p, "group": group_of.get(p)} for p in r.paths],
+        })
+    for i, m in enumerate(r.groups):
+        if m.model is None:
+            verdict = "unknown source (no gallery)"
+        elif m.known:
+            verdict = f"{m.model} (cosine {m.cosine:.4f}; {m.agreement:.0%} of its images identified as it)"
+        else:
+            at = f" at threshold {thr:.4f}" if thr is not None else ""
+            verdict = (f"unknown source (nearest {m.model}, cosine {m.cosine:.4f}; only {m.agreement:.0%} of its "
+                       f"images identified as it{at})")
+        say(f"group {i + 1}: {m.size} image(s)  {verdict}" + (f"  enrolled as {r.enrolled[i]}" if r.enrolled[i] else ""))
+        shown = r.examples(i, examples)
+        for p in shown:
+            say(f"    {p}")
+        if m.size > len(shown):
+            say(f"    ... {m.size - len(shown)} more")
+    unplaced = r.unplaced
+    if unplaced:
+        say(f"unplaced: {len(unplaced)} image(s) (no group of at least {res.min_size})")
+        for p in unplaced[:examples]:
+            say(f"    {p}")
+        if len(unplaced) > examples:
+            say(f"    ... {len(unplaced) - examples} more")
+    cut = f", cut at cosine distance {res.distance_threshold:.4f}" if res.distance_threshold is not None else ""
+    common.info(f"{len(r.paths)} image(s) -> {res.n_groups} group(s), {len(unplaced)} unplaced{skip_note(r.skipped)}; "
+                f"{res.method}: {res.criterion}{cut}")
+    if r.gallery is None:
+        common.info(f"no enrolled models at {path}: groups are not named (pass --gallery)")
+    if any(r.enrolled):
+        common.info(f"enrolled {res.n_groups} group(s) into {path} as {r.enroll_prefix}-1..{r.enroll_prefix}-{res.n_groups}")
 
 
 # ---------------------------------------------------------------------------- ffd / synthesize

@@ -22,6 +22,21 @@ def default_gallery_path() -> Path:
     return Path(data_home).expanduser() / "fpforensics" / "gallery.h5"
 
 
+def gallery_path(path: str | Path | None = None, for_writing: bool = False) -> Path:
+    """``path`` (a ``--gallery`` value), else :func:`default_gallery_path`, its folder created when about to write."""
+    from fpforensics.errors import OutputError
+
+    if path is not None:
+        return Path(path)
+    path = default_gallery_path()
+    if for_writing:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{path.parent}: cannot create the gallery folder ({exc.strerror or exc})") from None
+    return path
+
+
 def __getattr__(name: str) -> Any:
     if name in ("Gallery", "ModelInfo"):
         from fpforensics.gallery import gallery

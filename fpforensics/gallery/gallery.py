@@ -6,10 +6,14 @@
   by hand; the threshold is stored with the gallery because it belongs to the extractor that
   made it.
 * Identification reads only the fingerprints, through an index (:mod:`fpforensics.gallery.index`).
+* Each model carries a ``meta`` dict (family, source, provenance: :meth:`Gallery.model_meta`) and
+  each enrolled image the sha256 of its file, so a gallery says which files built each fingerprint.
+* :meth:`Gallery.export_fingerprints` writes a copy without image embeddings (fingerprints,
+  counts, file hashes, provenance): a gallery small enough to ship, which can be read but not changed.
 
 Every change is one transaction on the file: concurrent writers queue, an interrupted change
-leaves the gallery as it was. Galleries of format v1 (HDF5) are read as they are and migrated to
-v2 by their first change.
+leaves the gallery as it was. Galleries of formats v1 (HDF5) and v2 are read as they are and
+migrated to v3 by their first change.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from fpforensics.defaults import DEFAULTS
 from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.gallery.calibration import MAX_CALIBRATION_QUERIES, PAPER_THRESHOLD, Calibration, calibrate_threshold
 from fpforensics.gallery.index import INDEXES, GalleryIndex
-from fpforensics.gallery.store import GalleryStore, Meta, is_sqlite, vector
+from fpforensics.gallery.store import GalleryStore, ImageRecord, Meta, is_sqlite, vector
 from fpforensics.io.store import utc_now
 from fpforensics.metrics import l2_normalize
 
@@ -48,32 +52,40 @@ class ModelInfo:
     extractor: str | None
     paths: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+    files: list[ImageRecord] = field(default_factory=list)  # path, sha256, added, tool version of each image
+
+    @property
+    def family(self) -> str | None:
+        return self.meta.get("family")
 
     def to_dict(self) -> dict:
         return {"name": self.name, "images": self.n_images, "created": self.created, "updated": self.updated,
                 "tool_version": self.tool_version, "grid": self.grid, "extractor": self.extractor,
-                "paths": self.paths, "added": self.added}
+                "meta": self.meta, "paths": self.paths, "added": self.added, "files": [f.to_dict() for f in self.files]}
 
 
 class Gallery:
     """Enrolled models. ``Gallery.open(path)`` reads a gallery file; ``Gallery()`` lives in memory only.
 
-    Reads are live: they see every committed change, other processes' included.
+    Reads are live: they see every committed change, other processes' included. A gallery opened
+    ``read_only`` (the built-in one) refuses every change.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else None
+        self.read_only = read_only
         self._store: GalleryStore | None = GalleryStore.memory() if self.path is None else None
         self._pid = os.getpid()
         self._index: tuple[str, int, Any] | None = None
 
     @classmethod
-    def open(cls, path: str | Path, create: bool = False) -> Gallery:
+    def open(cls, path: str | Path, create: bool = False, read_only: bool = False) -> Gallery:
         """The gallery at ``path``, checked now; a missing file is an error unless ``create`` (then empty)."""
         path = Path(path)
-        if not path.exists() and not create:
+        if not path.exists() and (not create or read_only):
             raise InputError(f"{path}: no gallery here yet (enroll a model with `fpt gallery add NAME IMAGES`)")
-        gallery = cls(path)
+        gallery = cls(path, read_only=read_only)
         gallery._reader()
         return gallery
 
@@ -85,11 +97,22 @@ class Gallery:
         self._pid = os.getpid()  # after a fork, never share the parent's connection
         if not self.path.exists():
             return GalleryStore.memory()
-        self._store = _open_store(self.path)
+        self._store = _open_store(self.path, self.read_only)
         return self._store
 
+    def _refuse_changes(self) -> None:
+        """A read-only gallery, or one of fingerprints only, cannot be changed: say why, before any work."""
+        where = self.path or "this gallery"
+        if self.read_only:
+            raise InputError(f"{where} is read-only (the built-in gallery cannot be changed): enroll models into a "
+                             "gallery of your own (`fpt gallery add NAME IMAGES --gallery FILE`)")
+        if (self.path is None or self.path.exists()) and not self.has_image_embeddings:
+            raise InputError(f"{where} holds fingerprints only (no image embeddings), so it cannot be changed or "
+                             "recalibrated: enroll models into a gallery of your own (`fpt gallery add NAME IMAGES`)")
+
     def _write(self, change: Callable[[GalleryStore], Any]) -> Any:
-        """Apply ``change`` in one transaction (creating the file, or migrating a v1 file, first)."""
+        """Apply ``change`` in one transaction (creating the file, or migrating a v1 or v2 file, first)."""
+        self._refuse_changes()
         if self.path is not None:
             if not self.path.exists():
                 GalleryStore.create(self.path)
@@ -99,12 +122,13 @@ class Gallery:
                 self._store = None
         store = self._reader()
         with store.transaction():
+            store.upgrade()  # a v2 file becomes v3 with its first change
             result = change(store)
         self._index = None
         return result
 
     def _migrate(self, change: Callable[[GalleryStore], Any]) -> None:
-        """Rewrite a v1 (HDF5) gallery as v2, atomically, after checking on a copy that ``change`` applies."""
+        """Rewrite a v1 (HDF5) gallery as v3, atomically, after checking on a copy that ``change`` applies."""
         from fpforensics.gallery.legacy import import_v1, read_gallery_file
         from fpforensics.io.store import atomic_file, file_lock
 
@@ -170,21 +194,42 @@ class Gallery:
             self._index = (kind, version, INDEXES.get(kind)(*self.fingerprints()))
         return self._index[2]
 
-    def models(self) -> list[ModelInfo]:
-        extractor = self.extractor
-        return [ModelInfo(r.name, r.n_images, r.created, r.updated, r.tool_version, r.grid, extractor)
-                for r in self._reader().model_rows()]
+    @property
+    def info(self) -> dict:
+        """What the gallery is and how it was built (JSON kept in the file; empty for a gallery of one's own)."""
+        return self.meta.info
+
+    @property
+    def has_image_embeddings(self) -> bool:
+        """False for a gallery of fingerprints only (:meth:`export_fingerprints`)."""
+        return self.meta.image_embeddings != "dropped"
+
+    def models(self, with_files: bool = False) -> list[ModelInfo]:
+        """Every model in enrollment order; ``with_files`` adds each image's path, sha256, time and tool version."""
+        store, extractor = self._reader(), self.extractor
+        return [self._info(store, r, extractor, with_files) for r in store.model_rows()]
 
     def model(self, name: str, with_paths: bool = True) -> ModelInfo:
         store = self._reader()
-        r = self._row(store, name)
-        paths, added = (store.images(r.id)[:2]) if with_paths else ([], [])
-        return ModelInfo(r.name, r.n_images, r.created, r.updated, r.tool_version, r.grid, self.extractor,
-                         paths, added)
+        return self._info(store, self._row(store, name), self.extractor, with_paths)
+
+    @staticmethod
+    def _info(store: GalleryStore, r, extractor: str | None, with_files: bool) -> ModelInfo:
+        files = store.image_records(r.id) if with_files else []
+        return ModelInfo(r.name, r.n_images, r.created, r.updated, r.tool_version, r.grid, extractor,
+                         [f.path for f in files], [f.added for f in files], dict(r.meta), files)
+
+    def model_meta(self, name: str) -> dict:
+        """The model's metadata (``family``, ``source``, provenance, ...; ``{}`` when none was recorded)."""
+        store = self._reader()
+        return dict(self._row(store, name).meta)
 
     def embeddings(self, name: str) -> np.ndarray:
         store = self._reader()
-        blobs = store.images(self._row(store, name).id)[2]
+        row = self._row(store, name)
+        if not self.has_image_embeddings:
+            raise InputError(f"{self.path or 'the gallery'} holds fingerprints only: no image embeddings of '{name}'")
+        blobs = store.images(row.id)[2]
         return np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), self.dim)
 
     def _row(self, store: GalleryStore, name: str):
@@ -205,17 +250,19 @@ class Gallery:
     def add(self, name: str, inputs: Any, extractor: Any = DEFAULTS.extractor, shots: int = DEFAULTS.shots,
             replace: bool = False, grid: int = DEFAULTS.grid, batch_size: int = DEFAULTS.embed_batch_size,
             device: Any = "auto", precision: str = DEFAULTS.precision, on_start: Callable[[int], None] | None = None,
-            on_image: Callable[[int], None] | None = None, on_skip: Callable[[Path, str], None] | None = None
-            ) -> tuple[ModelInfo, Any]:
+            on_image: Callable[[int], None] | None = None, on_skip: Callable[[Path, str], None] | None = None,
+            meta: dict | None = None) -> tuple[ModelInfo, Any]:
         """Embed images of model ``name`` (files and folders) and enroll them; returns the model and the embeddings.
 
         ``shots`` images are enrolled, evenly spread over the sorted list (0 = all; the paper's 10).
         The gallery file is checked (writable, same extractor) before any image is embedded.
+        ``meta``: the model's metadata (see :meth:`enroll`).
         """
         from fpforensics.embedding.embed import embed
         from fpforensics.extractor import load_extractor
         from fpforensics.io.store import check_writable
 
+        self._refuse_changes()
         if self.path is not None:
             check_writable(self.path)
         ext = load_extractor(extractor, device) if isinstance(extractor, str | Path) else extractor
@@ -223,22 +270,31 @@ class Gallery:
         embedded = embed(inputs, ext, grid, batch_size, device, precision, limit=shots or None, on_start=on_start,
                          on_image=on_image, on_skip=on_skip)
         info = self.enroll(name, embedded.embeddings, embedded.paths, ext.identity, replace=replace, grid=grid,
-                           extractor_spec=str(extractor) if isinstance(extractor, str | Path) else "")
+                           extractor_spec=str(extractor) if isinstance(extractor, str | Path) else "", meta=meta)
         return info, embedded
 
     def enroll(self, name: str, embeddings: np.ndarray, paths: Sequence[str | Path], extractor_identity: str,
-               replace: bool = False, grid: int = DEFAULTS.grid, extractor_spec: str = "") -> ModelInfo:
+               replace: bool = False, grid: int = DEFAULTS.grid, extractor_spec: str = "", meta: dict | None = None,
+               sha256: Sequence[str | None] | None = None) -> ModelInfo:
         """Add images of model ``name`` (appending, or replacing its images with ``replace``).
 
         The fingerprint is updated from the model's running sum of embeddings and the threshold
-        is recalibrated (unless it was set by hand).
+        is recalibrated (unless it was set by hand). ``meta`` (a JSON-able dict: ``family``,
+        ``source``, ...) replaces the model's metadata; None keeps it. ``sha256``: the digest of
+        each image file; None reads the files at ``paths`` (None for a file that cannot be read).
         """
+        from fpforensics.images.folders import file_sha256
+
         name = name.strip()
         if not name:
             raise InputError("a model name cannot be empty")
         emb = l2_normalize(embeddings, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[0] != len(paths) or not len(paths):
             raise InputError(f"enrolling '{name}': need one embedding per image (got {emb.shape}, {len(paths)} paths)")
+        model_meta = None if meta is None else _json_object(meta, f"enrolling '{name}'")
+        digests = [file_sha256(p) for p in paths] if sha256 is None else list(sha256)
+        if len(digests) != len(paths):
+            raise InputError(f"enrolling '{name}': need one sha256 per image (got {len(digests)}, {len(paths)} paths)")
 
         def change(store: GalleryStore) -> None:
             meta = store.meta()
@@ -250,7 +306,7 @@ class Gallery:
             row = store.model_row(name)
             added = emb.astype(np.float64).sum(axis=0)
             if row is None:
-                model_id = store.insert_model(name, now, now, __version__, grid, len(emb), added)
+                model_id = store.insert_model(name, now, now, __version__, grid, len(emb), added, model_meta)
             else:
                 model_id, n = row.id, len(emb)
                 if replace:
@@ -258,11 +314,68 @@ class Gallery:
                 else:
                     added, n = added + store.model_sum(model_id), n + row.n_images
                 store.update_model(model_id, now, grid, n, added)
-            store.insert_images(model_id, emb, [str(p) for p in paths], now)
+                if model_meta is not None:
+                    store.set_model_meta(model_id, model_meta)
+            store.insert_images(model_id, emb, [str(p) for p in paths], now, digests)
             finish_change(store, meta, now)
 
         self._write(change)
         return self.model(name)
+
+    def set_model_meta(self, name: str, meta: dict) -> None:
+        """Replace a model's metadata (its images and fingerprint stay as they are)."""
+        meta = _json_object(meta, f"'{name}'")
+
+        def change(store: GalleryStore) -> None:
+            store.set_model_meta(self._row(store, name).id, meta)
+
+        self._write(change)
+
+    def export_fingerprints(self, out: str | Path, relative_to: str | Path | None = None, info: dict | None = None
+                            ) -> Gallery:
+        """Write a copy of fingerprints only: per model its fingerprint, sum, count and ``meta``, per image its
+        path, sha256, time and tool version, the threshold; no image embedding. Returns it, opened read-only.
+
+        Such a gallery is small enough to ship (the built-in one) and can be read and identified
+        against, but not changed. ``relative_to``: image paths are written relative to this folder
+        (an image outside it is refused), so no path of the machine that built it is kept. ``info``
+        is merged into the gallery's ``info`` (what it is, how it was built).
+        """
+        from fpforensics.io.store import atomic_file, check_writable
+
+        out = check_writable(out)
+        if self.path is not None and out.exists() and out.resolve() == self.path.resolve():
+            raise InputError(f"{out}: is the gallery being exported; write the copy elsewhere")
+        root = Path(relative_to).resolve() if relative_to is not None else None
+
+        def place(path: str) -> str:
+            if root is None:
+                return path
+            try:
+                return Path(path).resolve().relative_to(root).as_posix()
+            except ValueError:
+                raise InputError(f"{path}: is not inside {relative_to}, which the exported paths are relative to"
+                                 ) from None
+
+        src = self._reader()
+        meta = src.meta()
+        meta.image_embeddings, meta.pending, meta.updated = "dropped", 0, utc_now()
+        meta.info = {**meta.info, **(info or {})}
+        with atomic_file(out) as tmp:
+            dst = GalleryStore.initialize(tmp)
+            try:
+                with dst.transaction():
+                    dst.write_meta(meta)
+                    for r in src.model_rows():
+                        new = dst.insert_model(r.name, r.created, r.updated, r.tool_version, r.grid, r.n_images,
+                                               src.model_sum(r.id), r.meta)
+                        files = src.image_records(r.id)
+                        dst.insert_images(new, None, [place(f.path) for f in files], [f.added for f in files],
+                                          [f.sha256 for f in files], [f.tool_version for f in files])
+                dst.conn.execute("VACUUM")
+            finally:
+                dst.close()
+        return Gallery.open(out, read_only=True)
 
     def remove(self, name: str) -> ModelInfo:
         """Delete a model and its images; the threshold is recalibrated (unless set by hand)."""
@@ -294,10 +407,23 @@ class Gallery:
         return self._write(change)
 
 
-def _open_store(path: Path) -> GalleryStore:
-    """A v2 file as it is; a v1 (HDF5) file as an in-memory v2 copy; anything else refused."""
+def _json_object(meta: Any, what: str) -> dict:
+    """``meta`` as stored: a dict that survives JSON unchanged (strings, numbers, lists, dicts), else an InputError."""
+    import json
+
+    try:
+        out = json.loads(json.dumps(meta, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what}: meta must be plain JSON ({exc})") from None
+    if not isinstance(out, dict):
+        raise InputError(f"{what}: meta must be a dict, got {type(meta).__name__}")
+    return out
+
+
+def _open_store(path: Path, read_only: bool = False) -> GalleryStore:
+    """A v2 or v3 file as it is; a v1 (HDF5) file as an in-memory v3 copy; anything else refused."""
     if is_sqlite(path):
-        return GalleryStore.open(path)
+        return GalleryStore.open(path, read_only)
     from fpforensics.gallery.legacy import HDF5_MAGIC, import_v1, read_gallery_file
 
     with open(path, "rb") as fh:

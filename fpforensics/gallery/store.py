@@ -1,18 +1,22 @@
-"""Stage 6, gallery: the gallery file (format v2), a SQLite database to which enrollment appends.
+"""Stage 6, gallery: the gallery file (format v3), a SQLite database to which enrollment appends.
 
 One file, four tables:
 
-* ``meta(key, value)``: ``fpt_format`` (``gallery``), ``fpt_format_version`` (2),
+* ``meta(key, value)``: ``fpt_format`` (``gallery``), ``fpt_format_version`` (3),
   ``tool_version``, ``extractor`` (identity of the extractor that made every embedding),
   ``extractor_spec`` (the ``--extractor`` value used, a hint for error messages),
   ``embedding_dim``, ``threshold`` (open-set threshold; empty when none), ``threshold_source``
   (``calibrated`` | ``single-model`` | ``default`` | ``manual`` | ``none``), ``threshold_info``
   (JSON), ``threshold_pending`` (changes since the threshold was computed), ``created``,
-  ``updated`` (UTC ISO 8601);
+  ``updated`` (UTC ISO 8601), ``image_embeddings`` (``stored``, or ``dropped`` in a gallery
+  that ships fingerprints only), ``info`` (JSON: what the gallery is, how it was built);
 * ``models``: one row per enrolled model, in enrollment order: ``name`` (unique), ``created``,
   ``updated``, ``tool_version``, ``grid``, ``n_images``, its place in ``fingerprints``
-  (``block``, ``slot``) and ``sum`` (float64 sum of its normalized image embeddings);
-* ``images``: one row per enrolled image: ``model_id``, ``path``, ``added``, ``embedding`` (float32);
+  (``block``, ``slot``), ``sum`` (float64 sum of its normalized image embeddings) and ``meta``
+  (JSON: family, source, provenance, anything the enroller records);
+* ``images``: one row per enrolled image: ``model_id``, ``path``, ``added``, ``embedding``
+  (float32; NULL when dropped), ``sha256`` (of the file's bytes at enrollment; NULL when the
+  file could not be read then), ``tool_version``;
 * ``fingerprints``: the index's data, models in blocks of 1024 (enrollment order): ``ids``
   (int64 model ids, -1 for a removed model), ``names`` (JSON list) and ``vectors`` (float32
   ``(n, D)``, each the normalized ``sum``). Identification reads these few rows only.
@@ -21,6 +25,9 @@ Every change is one SQLite transaction: writers queue on the database lock (``BE
 an interrupted write is rolled back from the journal on the next open, and adding a model
 writes its rows and one block. SQLite ships with Python and is built for exactly this
 (crash-safe appends to one file), so no storage engine is written here.
+
+Format v2 (no ``models.meta``, ``images.sha256``, ``images.tool_version``) is read as it is and
+upgraded in place, inside the transaction of its first change (:meth:`GalleryStore.upgrade`).
 """
 
 from __future__ import annotations
@@ -44,7 +51,8 @@ from fpforensics.io.store import default_mode, utc_now
 from fpforensics.metrics import l2_normalize
 
 KIND = "gallery"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READS = (2, 3)  # format versions this code opens (v1, HDF5, is imported by fpforensics.gallery.legacy)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 LOCK_TIMEOUT_S = 600.0
 BLOCK = 1024  # models per row of the fingerprints table
@@ -52,11 +60,16 @@ _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE models (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created TEXT NOT NULL, updated TEXT NOT NULL,
                      tool_version TEXT NOT NULL, grid INTEGER NOT NULL, n_images INTEGER NOT NULL,
-                     block INTEGER, slot INTEGER, sum BLOB NOT NULL);
+                     block INTEGER, slot INTEGER, sum BLOB NOT NULL, meta TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE images (id INTEGER PRIMARY KEY, model_id INTEGER NOT NULL REFERENCES models(id), path TEXT NOT NULL,
-                     added TEXT NOT NULL, embedding BLOB NOT NULL);
+                     added TEXT NOT NULL, embedding BLOB, sha256 TEXT, tool_version TEXT);
 CREATE INDEX images_by_model ON images(model_id, id);
 CREATE TABLE fingerprints (block INTEGER PRIMARY KEY, ids BLOB NOT NULL, names TEXT NOT NULL, vectors BLOB NOT NULL);
+"""
+_UPGRADE_FROM_V2 = """
+ALTER TABLE models ADD COLUMN meta TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE images ADD COLUMN sha256 TEXT;
+ALTER TABLE images ADD COLUMN tool_version TEXT;
 """
 
 
@@ -73,13 +86,16 @@ class Meta:
     pending: int = 0  # changes since the threshold was computed
     created: str = ""
     updated: str = ""
+    image_embeddings: str = "stored"  # stored | dropped (a gallery that ships fingerprints only)
+    info: dict = field(default_factory=dict)  # what the gallery is and how it was built
 
     def to_rows(self) -> list[tuple[str, str]]:
         return [("extractor", self.extractor or ""), ("extractor_spec", self.extractor_spec),
                 ("embedding_dim", str(int(self.dim))),
                 ("threshold", "" if self.threshold is None else repr(float(self.threshold))),
                 ("threshold_source", self.threshold_source), ("threshold_info", json.dumps(self.threshold_info)),
-                ("threshold_pending", str(int(self.pending))), ("created", self.created), ("updated", self.updated)]
+                ("threshold_pending", str(int(self.pending))), ("created", self.created), ("updated", self.updated),
+                ("image_embeddings", self.image_embeddings), ("info", json.dumps(self.info))]
 
     @classmethod
     def from_rows(cls, rows: dict[str, str]) -> Meta:
@@ -90,7 +106,8 @@ class Meta:
                    threshold_source=rows.get("threshold_source", "none"),
                    threshold_info=json.loads(rows.get("threshold_info") or "{}"),
                    pending=int(rows.get("threshold_pending", "0") or 0),
-                   created=rows.get("created", ""), updated=rows.get("updated", ""))
+                   created=rows.get("created", ""), updated=rows.get("updated", ""),
+                   image_embeddings=rows.get("image_embeddings") or "stored", info=json.loads(rows.get("info") or "{}"))
 
 
 @dataclass
@@ -102,6 +119,20 @@ class ModelRow:
     tool_version: str
     grid: int
     n_images: int
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class ImageRecord:
+    """Where one enrolled image came from: its path, the sha256 of its bytes, when and by which version it was added."""
+
+    path: str
+    sha256: str | None
+    added: str
+    tool_version: str | None
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "sha256": self.sha256, "added": self.added, "tool_version": self.tool_version}
 
 
 def vector(blob: bytes, dtype=np.float32) -> np.ndarray:
@@ -111,8 +142,8 @@ def vector(blob: bytes, dtype=np.float32) -> np.ndarray:
 class GalleryStore:
     """A connection to a gallery database (a file, or ``:memory:`` for a gallery that is never saved)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
-        self.conn, self.path = conn, path
+    def __init__(self, conn: sqlite3.Connection, path: Path | None, version: int = FORMAT_VERSION) -> None:
+        self.conn, self.path, self.format_version = conn, path, version
 
     # -- opening
     @staticmethod
@@ -138,10 +169,14 @@ class GalleryStore:
         return cls(conn, None if str(target) == ":memory:" else Path(target))
 
     @classmethod
-    def open(cls, path: Path) -> GalleryStore:
-        """An existing v2 gallery file; anything else is refused with a one-line error, untouched."""
+    def open(cls, path: Path, read_only: bool = False) -> GalleryStore:
+        """An existing v2 or v3 gallery file; anything else is refused with a one-line error, untouched.
+
+        ``read_only`` opens it so that no change can be written (a gallery shipped inside the package).
+        """
+        mode = "ro" if read_only else "rw"  # neither mode ever creates a file
         try:
-            conn = cls._connect(f"file:{quote(str(path.resolve()))}?mode=rw")  # mode=rw: never creates a file
+            conn = cls._connect(f"file:{quote(str(path.resolve()))}?mode={mode}")
             rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{path}: corrupt gallery file ({exc})") from None
@@ -157,7 +192,21 @@ class GalleryStore:
             conn.close()
             raise IncompatibleError(f"{path}: gallery format v{version} is newer than this fpt reads "
                                     f"(v{FORMAT_VERSION}): upgrade fpforensics")
-        return cls(conn, path)
+        if version not in READS:
+            conn.close()
+            raise IncompatibleError(f"{path}: gallery format v{version} in a SQLite file is not one this fpt reads "
+                                    f"({', '.join(f'v{v}' for v in READS)})")
+        return cls(conn, path, version)
+
+    def upgrade(self) -> None:
+        """Bring a v2 file to v3 (new columns, empty): run inside the transaction of its first change."""
+        if self.format_version >= FORMAT_VERSION:
+            return
+        for statement in filter(str.strip, _UPGRADE_FROM_V2.split(";")):
+            self.conn.execute(statement)
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('fpt_format_version', ?)",
+                          (str(FORMAT_VERSION),))
+        self.format_version = FORMAT_VERSION
 
     @classmethod
     def create(cls, path: Path) -> None:
@@ -206,15 +255,17 @@ class GalleryStore:
     def meta(self) -> Meta:
         return Meta.from_rows(dict(self.conn.execute("SELECT key, value FROM meta").fetchall()))
 
+    def _model_columns(self) -> str:
+        meta = "meta" if self.format_version >= 3 else "'{}'"  # v2: no meta column yet
+        return f"id, name, created, updated, tool_version, grid, n_images, {meta}"
+
     def model_rows(self) -> list[ModelRow]:
-        cur = self.conn.execute("SELECT id, name, created, updated, tool_version, grid, n_images FROM models "
-                                "ORDER BY id")
-        return [ModelRow(*r) for r in cur.fetchall()]
+        cur = self.conn.execute(f"SELECT {self._model_columns()} FROM models ORDER BY id")
+        return [ModelRow(*r[:-1], json.loads(r[-1])) for r in cur.fetchall()]
 
     def model_row(self, name: str) -> ModelRow | None:
-        r = self.conn.execute("SELECT id, name, created, updated, tool_version, grid, n_images FROM models "
-                              "WHERE name = ?", (name,)).fetchone()
-        return ModelRow(*r) if r else None
+        r = self.conn.execute(f"SELECT {self._model_columns()} FROM models WHERE name = ?", (name,)).fetchone()
+        return ModelRow(*r[:-1], json.loads(r[-1])) if r else None
 
     def fingerprints(self, dim: int) -> tuple[np.ndarray, list[str], np.ndarray]:
         """Model ids, names and the ``(M, D)`` fingerprint matrix in enrollment order: what identification reads."""
@@ -233,6 +284,13 @@ class GalleryStore:
         rows = self.conn.execute("SELECT path, added, embedding FROM images WHERE model_id = ? ORDER BY id",
                                  (model_id,)).fetchall()
         return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+    def image_records(self, model_id: int) -> list[ImageRecord]:
+        """Provenance of a model's images, in enrollment order (no embedding is read)."""
+        extra = "sha256, tool_version" if self.format_version >= 3 else "NULL, NULL"
+        rows = self.conn.execute(f"SELECT path, {extra}, added FROM images WHERE model_id = ? ORDER BY id",
+                                 (model_id,)).fetchall()
+        return [ImageRecord(path, digest, added, version) for path, digest, version, added in rows]
 
     def count_images(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM images").fetchone()[0])
@@ -261,22 +319,34 @@ class GalleryStore:
                               [*meta.to_rows(), ("tool_version", __version__)])
 
     def insert_model(self, name: str, created: str, updated: str, tool_version: str, grid: int, n_images: int,
-                     total: np.ndarray) -> int:
+                     total: np.ndarray, meta: dict | None = None) -> int:
         """A new model (its fingerprint, the normalized ``total``, appended to the index blocks)."""
         cur = self.conn.execute(
-            "INSERT INTO models (name, created, updated, tool_version, grid, n_images, sum) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (name, created, updated, tool_version, int(grid), int(n_images), np.asarray(total, np.float64).tobytes()))
+            "INSERT INTO models (name, created, updated, tool_version, grid, n_images, sum, meta) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, created, updated, tool_version, int(grid), int(n_images), np.asarray(total, np.float64).tobytes(),
+             json.dumps(meta or {})))
         model_id = int(cur.lastrowid)
         self._append_fingerprint(model_id, name, total)
         return model_id
 
-    def insert_images(self, model_id: int, embeddings: np.ndarray, paths: Sequence[str], added: str | Sequence[str]
-                      ) -> None:
-        times = [added] * len(paths) if isinstance(added, str) else list(added)
+    def set_model_meta(self, model_id: int, meta: dict) -> None:
+        self.conn.execute("UPDATE models SET meta = ? WHERE id = ?", (json.dumps(meta), model_id))
+
+    def insert_images(self, model_id: int, embeddings: np.ndarray | None, paths: Sequence[str],
+                      added: str | Sequence[str], sha256: Sequence[str | None] | None = None,
+                      tool_version: str | Sequence[str | None] = __version__) -> None:
+        """Rows of one model's images; ``embeddings`` None stores none (a gallery of fingerprints only)."""
+        n = len(paths)
+        times = [added] * n if isinstance(added, str) else list(added)
+        versions = [tool_version] * n if isinstance(tool_version, str) or tool_version is None else list(tool_version)
+        digests = list(sha256) if sha256 is not None else [None] * n
+        blobs = [None] * n if embeddings is None else [np.ascontiguousarray(e, np.float32).tobytes() for e in embeddings]
+        if not len(times) == len(versions) == len(digests) == len(blobs) == n:
+            raise ValueError("insert_images: one value per image expected")
         self.conn.executemany(
-            "INSERT INTO images (model_id, path, added, embedding) VALUES (?, ?, ?, ?)",
-            [(model_id, str(p), t, np.ascontiguousarray(e, np.float32).tobytes())
-             for p, t, e in zip(paths, times, embeddings, strict=True)])
+            "INSERT INTO images (model_id, path, added, embedding, sha256, tool_version) VALUES (?, ?, ?, ?, ?, ?)",
+            [(model_id, str(p), t, b, d, v) for p, t, b, d, v in zip(paths, times, blobs, digests, versions, strict=True)])
 
     def delete_images(self, model_id: int) -> None:
         self.conn.execute("DELETE FROM images WHERE model_id = ?", (model_id,))

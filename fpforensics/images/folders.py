@@ -101,3 +101,15 @@ def files_digest(paths: Sequence[str | Path]) -> str:
         except OSError:
             h.update(f"{p}\0missing\n".encode())
     return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str | None:
+    """SHA-256 of a file's bytes (hex), or None when it cannot be read: what a gallery records per enrolled image."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
