@@ -333,16 +333,18 @@ def calibrate_extractor(extractor: str | Path, pool: Any, real: Paths, generator
                         accept: float | None = None, seed: int = DEFAULTS.seed, grid: int = DEFAULTS.grid,
                         batch_size: int = DEFAULTS.embed_batch_size, device: Any = "auto",
                         precision: str = DEFAULTS.precision, info: Callable[[str], None] | None = None,
-                        on_image: OnImage = None, on_skip: OnSkip = None) -> tuple[Path, Any]:
+                        on_image: OnImage = None, on_skip: OnSkip = None,
+                        first_generators: int | None = None) -> tuple[Path, Any]:
     """Fit the operating points of a trained extractor and store them in its checkpoint.
 
     Held-out synthetic models of ``pool`` (the checkpoint's, or ``holdout``, a grid expression)
     applied to crops of the ``real`` photographs, the photographs themselves (the real-photo
     reference) and optionally ``generators`` (a folder of generators set aside for calibration,
-    one subfolder each) give the image-image and image-fingerprint calibrations, the margin rule
-    and the real-photo rule (``accept``: share of calibration model images it keeps). Written to
-    ``out`` (a new file) or, with ``overwrite``, into the checkpoint itself; the weights and the
-    identity do not change. Returns the file and the
+    one subfolder each; ``first_generators``: only its first N subfolders in sorted order) give
+    the image-image and image-fingerprint calibrations, the margin rule and the real-photo rule
+    (``accept``: share of calibration model images it keeps). Written to ``out`` (a new file) or,
+    with ``overwrite``, into the checkpoint itself; the weights and the identity do not change.
+    Returns the file and the
     :class:`~fpforensics.verdict.stored.ExtractorCalibration`.
     """
     from fpforensics.checkpoints import load_checkpoint
@@ -368,7 +370,7 @@ def calibrate_extractor(extractor: str | Path, pool: Any, real: Paths, generator
     cal = calibrate_from_sources(ext, checkpoint, pool, photos, generators, holdout, images_per_model, size, seed,
                                  accept=DEFAULT_ACCEPT if accept is None else accept, device=_ext_device(ext),
                                  grid=grid, batch_size=batch_size, precision=precision, info=info, on_image=on_image,
-                                 on_skip=on_skip)
+                                 on_skip=on_skip, first_generators=first_generators)
     return write_calibration(path, cal, target, overwrite=True), cal
 
 

@@ -22,6 +22,10 @@ def calibrate(
     generators: Annotated[Path | None, typer.Option("--generators", show_default="none", help="Generators set aside "
                                                     "for calibration: a folder with one subfolder of images each.")
                           ] = None,
+    first_generators: Annotated[int | None, typer.Option("--first-generators", show_default="all", help="Only the "
+                                                         "first N subfolders of --generators (sorted): the "
+                                                         "calibration half; the other half stays for testing.")
+                                ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", show_default="none", help="Write the calibrated "
                                              "extractor here (a new file); else --overwrite writes into EXTRACTOR.")
                    ] = None,
@@ -48,5 +52,6 @@ def calibrate(
     with common.bar("calibrating") as bar:
         path, cal = calibrate_extractor(extractor, pool, real, generators, out, overwrite, holdout, pool_images, size,
                                         accept, seed, grid, batch_size, common.get_device(), precision,
-                                        info=common.info, on_image=bar.advance, on_skip=bar.skipped)
+                                        info=common.info, on_image=bar.advance, on_skip=bar.skipped,
+                                        first_generators=first_generators)
     render.calibrated(path, cal, json_out)

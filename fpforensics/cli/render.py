@@ -269,7 +269,8 @@ def calibrated(path, cal, as_json: bool) -> None:
     for name, what in (("image", "verify A B"), ("fingerprint", "identify, verify --model")):
         c = summary.get(name)
         if c:
-            margin = f", ambiguous below a margin of {c['ambiguous_margin']:.4f}" if c["ambiguous_margin"] else ""
+            margin = (f", ambiguous below a margin of {c['ambiguous_margin']:.4f}"
+                      if c["ambiguous_margin"] and name == "fingerprint" else "")
             say(f"  {what}: threshold {c['eer_threshold']:.4f} (equal-error rate {c['eer']:.1%}, AUC {c['auc']:.3f}, "
                 f"{c['genuine']:,} + {c['impostor']:,} scores){margin}")
     ref = summary.get("real_reference")

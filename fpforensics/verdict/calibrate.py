@@ -111,8 +111,12 @@ def gather(extractor: Any, checkpoint: dict, pool: Any, real: Sequence[str | Pat
            seed: int = DEFAULTS.seed, device: Any = "cpu", grid: int = DEFAULTS.grid,
            batch_size: int = DEFAULTS.embed_batch_size, precision: str = DEFAULTS.precision,
            info: Callable[[str], None] | None = None, on_image: Callable[[int], None] | None = None,
-           on_skip: Callable[[Path, str], None] | None = None) -> CalibrationData:
-    """Embed the calibration sources (see :mod:`fpforensics.verdict.sources`) into :class:`CalibrationData`."""
+           on_skip: Callable[[Path, str], None] | None = None,
+           first_generators: int | None = None) -> CalibrationData:
+    """Embed the calibration sources (see :mod:`fpforensics.verdict.sources`) into :class:`CalibrationData`.
+
+    ``first_generators``: only the first N model folders of ``generators`` (sorted).
+    """
     from fpforensics.embedding.loop import ExtractorEncoder, embed_files
     from fpforensics.images.decode import list_images
     from fpforensics.synthesis.pool import open_pool
@@ -122,7 +126,8 @@ def gather(extractor: Any, checkpoint: dict, pool: Any, real: Sequence[str | Pat
     pool = open_pool(pool)
     ids, how = heldout_models(pool, checkpoint, holdout)
     photos = list_images(list(real))
-    gen_paths, gen_labels, gen_names = folder_models(generators) if generators is not None else ([], None, [])
+    gen_paths, gen_labels, gen_names = (folder_models(generators, first_generators) if generators is not None
+                                        else ([], None, []))
     tell(f"calibration: {len(ids)} held-out synthetic models ({how}) x {images_per_model} images of {size} px, "
          f"{len(photos)} real photographs" + (f", {len(gen_names)} generators ({len(gen_paths)} images)"
                                               if gen_names else ""))
@@ -155,10 +160,11 @@ def calibrate_from_sources(extractor: Any, checkpoint: dict, pool: Any, real: Se
                            accept: float = DEFAULT_ACCEPT, device: Any = "cpu", grid: int = DEFAULTS.grid,
                            batch_size: int = DEFAULTS.embed_batch_size, precision: str = DEFAULTS.precision,
                            info: Callable[[str], None] | None = None, on_image: Callable[[int], None] | None = None,
-                           on_skip: Callable[[Path, str], None] | None = None) -> ExtractorCalibration:
+                           on_skip: Callable[[Path, str], None] | None = None,
+                           first_generators: int | None = None) -> ExtractorCalibration:
     """:func:`gather` then :func:`fit_extractor_calibration`."""
     data = gather(extractor, checkpoint, pool, real, generators, holdout, images_per_model, size, seed, device, grid,
-                  batch_size, precision, info, on_image, on_skip)
+                  batch_size, precision, info, on_image, on_skip, first_generators)
     return fit_extractor_calibration(data, extractor.identity, shots, pairs, seed, accept=accept)
 
 

@@ -98,15 +98,24 @@ def photo_crops(paths: Sequence[Path], n: int, size: int, seed: int) -> torch.Te
                         for j in range(n)])
 
 
-def folder_models(root: str | Path) -> tuple[list[Path], np.ndarray, list[str]]:
-    """``ROOT/<model>/<images>``: image paths, their model labels and the model names (sorted)."""
+def folder_models(root: str | Path, first: int | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
+    """``ROOT/<model>/<images>``: image paths, their model labels and the model names (sorted).
+
+    ``first``: only the first ``first`` model folders in sorted order (the calibration half of a
+    set of generators whose other half is kept for testing).
+    """
     from fpforensics.images.decode import list_images
 
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: not a folder (expected one subfolder of images per generator)")
     names, paths, labels = [], [], []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+    subs = sorted(p for p in root.iterdir() if p.is_dir())
+    if first is not None:
+        if first < 2:
+            raise InputError(f"--first-generators must be at least 2 (got {first})")
+        subs = subs[:first]
+    for sub in subs:
         try:
             found = list_images(sub)
         except InputError:
