@@ -169,7 +169,7 @@ def calibrate_from_sources(extractor: Any, checkpoint: dict, pool: Any, real: Se
 
 
 def calibrate_after_training(path: str | Path, pool: Any, real: Sequence[str | Path], device: Any = "cpu",
-                             precision: str = DEFAULTS.precision, size: int = 2 * DEFAULTS.crop_size,
+                             precision: str = DEFAULTS.precision, size: int = DEFAULTS.crop_size,
                              warn: Callable[[str], None] | None = None) -> ExtractorCalibration | None:
     """The last step of ``fpt train extractor``: calibrate the checkpoint just written, in place.
 
