@@ -17,7 +17,11 @@ Run it again on a new extractor after ``fpt calibrate`` (or training, which cali
     python scripts/measure_open_set.py -e NEW.pt --json open-set.json
 
 Embeddings are cached in ``--cache`` (keyed by extractor, grid and the file list), so a re-run
-with other settings only scores.
+with other settings only scores. ``--generated`` and ``--photos`` also take ``.h5`` files of
+``fpt embed`` (made with the same extractor; a generator is its images' folder name)::
+
+    fpt embed ../shared/data/generated -o gen.h5
+    python scripts/measure_open_set.py --generated gen.h5 --photos bsds.h5 kodak.h5 mcmaster.h5
 """
 
 from __future__ import annotations
@@ -45,6 +49,16 @@ def embed_cached(extractor, paths: list[Path], cache, grid: int, batch_size: int
     if len(done.index) != len(paths):
         raise SystemExit(f"{len(paths) - len(done.index)} unreadable image(s): {done.skipped[:3]}")
     return done.rows[0]
+
+
+def embeddings_file(path: Path, extractor) -> tuple[np.ndarray, list[str]]:
+    """Rows and paths of an ``fpt embed`` .h5 file, refused when another extractor made it."""
+    from fpforensics.embedding.files import load_embeddings
+
+    e = load_embeddings(path)
+    if e.extractor != extractor.identity:
+        raise SystemExit(f"{path}: made by extractor {e.extractor}, not {extractor.identity}")
+    return e.embeddings, e.paths
 
 
 def gallery_threshold_rates(emb: np.ndarray, labels: np.ndarray, photos: np.ndarray, shots: int, repeats: int,
@@ -102,10 +116,20 @@ def main(argv: list[str] | None = None) -> dict:
     if cal is None:
         print(f"note: {args.extractor} stores no calibration: paper threshold, no real-photo rule", file=sys.stderr)
     cache = EmbeddingCache(args.cache)
-    paths, labels, names = folder_models(args.generated)
-    emb = embed_cached(ext, paths, cache, args.grid, args.batch_size)
-    folders = {p.name: list_images(p) for p in args.photos}
-    photo_rows = {name: embed_cached(ext, ps, cache, args.grid, args.batch_size) for name, ps in folders.items()}
+    if args.generated.suffix in (".h5", ".hdf5"):
+        emb, files = embeddings_file(args.generated, ext)
+        names = sorted({Path(f).parent.name for f in files})
+        labels = np.array([names.index(Path(f).parent.name) for f in files])
+    else:
+        paths, labels, names = folder_models(args.generated)
+        emb = embed_cached(ext, paths, cache, args.grid, args.batch_size)
+    photo_rows = {}
+    for p in args.photos:
+        if p.suffix in (".h5", ".hdf5"):
+            rows, files = embeddings_file(p, ext)
+            photo_rows[Path(files[0]).parent.name if files else p.stem] = rows
+        else:
+            photo_rows[p.name] = embed_cached(ext, list_images(p), cache, args.grid, args.batch_size)
     photos = np.concatenate(list(photo_rows.values()))
     k = args.calibration_models
     subsets = {"calibration half": names[:k], "test half": names[k:]} if 0 < k < len(names) else {}
