@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The README quickstart, end to end, on nothing but what the install brings (about a minute on CPU).
+# The README quickstart, end to end, on nothing but what the install brings (a few minutes on CPU).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
+# 1. The built-in reference gallery: 24 public generators, fingerprints of the shipped extractor.
+BUILTIN="$(python -c 'from fpforensics.gallery.builtin import builtin_gallery_path; print(builtin_gallery_path())')"
+fpt gallery list --builtin
+fpt identify "$HERE/images/astronaut.png" --gallery "$BUILTIN" --top-k 3
+# 2. A gallery of your own: three synthetic models, enrolled from 10 images each.
 rm -rf demo && mkdir demo
 python "$HERE/demo_data.py" photos demo/real
 fpt synthesize --arch-grid "K=1,L=1,A=relu,N=none,S=post" --seeds 1 --max-steps 40 --real demo/real --out demo/pool.h5

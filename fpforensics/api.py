@@ -85,13 +85,14 @@ def choose_gallery(gallery: Gallery | str | Path | None = None, with_builtin: bo
     """``--gallery G`` alone: G. Neither ``--gallery`` nor a user gallery file: the built-in reference gallery.
     ``with_builtin``: the given (or user) gallery and the built-in one together.
     """
-    from fpforensics.gallery.builtin import open_builtin
+    from fpforensics.gallery.builtin import builtin_gallery_path, open_builtin
 
     user: Gallery | None
     if isinstance(gallery, Gallery):
         user = gallery
-    elif gallery is not None:
-        user = Gallery.open(gallery)
+    elif gallery is not None:  # the built-in file named as --gallery: opened read-only all the same
+        same = Path(gallery).resolve() == builtin_gallery_path().resolve()
+        user = Gallery.open(gallery, read_only=True) if same else Gallery.open(gallery)
     else:
         path = default_gallery_path()
         user = Gallery.open(path) if path.exists() else None

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from fpforensics.gallery.builtin import builtin_gallery_path, open_builtin
+
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "quickstart.sh"
 
 
@@ -23,7 +25,14 @@ def test_quickstart_script_runs_and_attributes_correctly(tmp_path):
     proc = subprocess.run(["bash", str(SCRIPT)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
+    assert "built-in reference gallery" in out and "identification against 24 model(s)" in out
     assert "6 attributed, 0 unknown" in proc.stderr + out
+    photo = SCRIPT.parent / "images" / "astronaut.png"
+    ident = subprocess.run(["fpt", "-q", "identify", str(photo), "--gallery", str(builtin_gallery_path()), "--json"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert ident.returncode == 0, ident.stderr
+    (answer,) = json.loads(ident.stdout)["results"]  # a real answer from the shipped gallery, right or wrong
+    assert answer["ranking"][0]["model"] in open_builtin().names() and 0 < answer["best_score"] <= 1
     queries = sorted((tmp_path / "demo" / "generated" / "K1L1UdArN0So").glob("01[0-5].png"))
     ident = subprocess.run(["fpt", "-q", "identify", *map(str, queries), "--gallery", "demo/gallery.h5", "--json"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
