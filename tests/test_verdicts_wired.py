@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +224,16 @@ def test_identify_json_csv_table_with_provenance(gallery_file, textured, flat, c
     html = report.read_text()
     assert r.exit_code == 0 and ";base64," in html and "insufficient signal" in html
     assert hashlib.sha256(textured[0].read_bytes()).hexdigest() in html and "http://" not in html
+    chromium = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if chromium is None:
+        return  # the browser check of the report itself: tests/test_verdict_report.py (skipped there too)
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1000,1200",
+                    report.resolve().as_uri()], capture_output=True, timeout=120, check=False)
+    arr = np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
+    assert arr.shape[:2] == (1200, 1000) and arr.std() > 10 and len(np.unique(arr.reshape(-1, 3) // 8, axis=0)) > 50
 
 
 def test_verify_model(gallery_file, textured, cal, default):
