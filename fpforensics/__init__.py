@@ -8,11 +8,13 @@ The front door (imported on first use, so ``import fpforensics`` stays fast)::
     gallery = fpt.Gallery.open("gallery.h5", create=True)
     gallery.add("sdxl", ["sdxl_images/"], extractor=ext)  # enroll a model from its images
     result = fpt.identify(["query.png"], gallery, extractor=ext)
-    print(result.identification.predictions)             # ['sdxl'] or [None] (unknown model)
+    print(result.results[0].verdict.text)                # "attributed to sdxl", "unknown (...)", ...
     print(fpt.verify("a.png", "b.png", extractor=ext).verdict)
+    print(fpt.verify_model("query.png", "sdxl", gallery, extractor=ext).verdict)
 
 Also ``embed`` (fingerprints of images), ``cluster`` (images grouped by unknown source),
-``synthesize`` (the pool of synthetic models), ``train_extractor`` and ``evaluate`` (the papers'
+``synthesize`` (the pool of synthetic models), ``train_extractor``, ``calibrate_extractor``
+(operating points stored in a checkpoint), ``write_report`` (HTML) and ``evaluate`` (the papers'
 protocols). The ``fpt`` command calls exactly these functions. Stages, in the order the data
 flows: ``images`` -> ``residual`` -> ``spectrum`` -> ``extractor`` -> ``embedding`` -> ``gallery``
 -> ``verdict``; beside them ``manifpt``, ``ffd``, ``cluster``, ``evaluation`` and ``synthesis``.
@@ -28,7 +30,8 @@ __version__ = "0.1.0"
 _API = {"load_extractor": "fpforensics.extractor", "embed": "fpforensics.api", "Gallery": "fpforensics.gallery",
         "identify": "fpforensics.api", "verify": "fpforensics.api", "cluster": "fpforensics.api",
         "synthesize": "fpforensics.api", "train_extractor": "fpforensics.api", "evaluate": "fpforensics.api",
-        "DEFAULTS": "fpforensics.defaults"}
+        "DEFAULTS": "fpforensics.defaults", "verify_model": "fpforensics.api",
+        "calibrate_extractor": "fpforensics.api", "write_report": "fpforensics.api"}
 
 __all__ = ["__version__", *_API]
 

@@ -18,44 +18,185 @@ from fpforensics.errors import InputError
 from fpforensics.extractor import load_extractor
 from fpforensics.gallery import Gallery, default_gallery_path
 
-__all__ = ["Clustered", "Embeddings", "Gallery", "Identified", "Verified", "cluster", "embed", "evaluate", "identify",
-           "load_extractor", "synthesize", "train_extractor", "verify"]
+__all__ = ["Clustered", "Embeddings", "Gallery", "Identified", "Verified", "calibrate_extractor", "cluster", "embed",
+           "evaluate", "identify", "load_extractor", "synthesize", "train_extractor", "verify", "verify_model",
+           "write_report"]
 
 
 @dataclass
 class Identified:
-    """The verdict for each embedded image: ``identification.ranking(i)`` is the ranking of ``embedded.paths[i]``."""
+    """The verdict for each embedded image: ``results[i]`` is the verdict for ``embedded.paths[i]``.
+
+    ``identification`` is the raw ranking (cosines); ``results`` apply every rule to it;
+    ``notes`` are the lines that say which gallery, operating point and rules were used.
+    """
 
     embedded: Embeddings
-    identification: Any  # fpforensics.verdict.Identification
+    identification: Any  # fpforensics.verdict.match.Identification
     gallery: Gallery
+    results: list[Any] = field(default_factory=list)  # fpforensics.verdict.results.QueryResult
+    operating_point: Any = None  # fpforensics.verdict.calibration.OperatingPoint
+    margin_rule: Any = None
+    galleries: list[str] = field(default_factory=list)  # what was searched, in words
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GalleryChoice:
+    """The galleries a query is matched against (the user's and/or the built-in one), and the line that says so."""
+
+    galleries: list[Gallery]
+    labels: list[str]
+    note: str | None = None
+
+    @property
+    def primary(self) -> Gallery:
+        return self.galleries[0]
+
+    def fingerprints(self) -> tuple[list[str], Any]:
+        """Every gallery's models; a built-in model whose name the user also enrolled is shown as ``NAME (built-in)``."""
+        import numpy as np
+
+        if len(self.galleries) == 1:
+            names, fp = self.primary.fingerprints()
+            return list(names), fp
+        names, mats, taken = [], [], set()
+        for g, label in zip(self.galleries, self.labels, strict=True):
+            n, fp = g.fingerprints()
+            names += [f"{m} ({label})" if m in taken else m for m in n]
+            taken |= set(n)
+            mats.append(fp)
+        return names, np.concatenate(mats)
+
+    def family(self, name: str) -> str | None:
+        """The family recorded for model ``name`` (``Gallery.model_meta``), None when not recorded."""
+        for g, label in zip(self.galleries, self.labels, strict=True):
+            plain = name.removesuffix(f" ({label})")
+            meta = getattr(g, "model_meta", None)
+            if meta is not None and plain in g:
+                try:
+                    return (meta(plain) or {}).get("family") or None
+                except Exception:  # noqa: BLE001 - a gallery without metadata has no family
+                    return None
+        return None
+
+
+def choose_gallery(gallery: Gallery | str | Path | None = None, with_builtin: bool = False) -> GalleryChoice:
+    """``--gallery G`` alone: G. Neither ``--gallery`` nor a user gallery file: the built-in reference gallery.
+    ``with_builtin``: the given (or user) gallery and the built-in one together.
+    """
+    from fpforensics.gallery.builtin import builtin_gallery_path, open_builtin
+
+    user: Gallery | None
+    if isinstance(gallery, Gallery):
+        user = gallery
+    elif gallery is not None:  # the built-in file named as --gallery: opened read-only all the same
+        same = Path(gallery).resolve() == builtin_gallery_path().resolve()
+        user = Gallery.open(gallery, read_only=True) if same else Gallery.open(gallery)
+    else:
+        path = default_gallery_path()
+        user = Gallery.open(path) if path.exists() else None
+    builtin = open_builtin() if (with_builtin or user is None) else None
+    if with_builtin and builtin is None:
+        raise InputError("--with-builtin: this installation ships no built-in reference gallery")
+    if user is None:
+        if builtin is None:
+            raise InputError(f"{default_gallery_path()}: no gallery here yet and no built-in reference gallery "
+                             "(enroll a model with `fpt gallery add NAME IMAGES`, or pass --gallery)")
+        return GalleryChoice([builtin], ["built-in"], f"gallery: the built-in reference gallery ({len(builtin)} models; "
+                                                      "--gallery G to use your own)")
+    if builtin is None:
+        return GalleryChoice([user], [str(user.path)])
+    return GalleryChoice([user, builtin], [str(user.path), "built-in"],
+                         f"galleries: {user.path} ({len(user)} models) and the built-in reference gallery "
+                         f"({len(builtin)} models)")
+
+
+def _operating_point(calibration: Any, kind: str, threshold: str | float | None, max_false_match_rate: float | None,
+                     gallery: Gallery | None = None) -> Any:
+    """The threshold for ``kind`` scores: ``--threshold`` / ``--max-false-match-rate``, else the extractor's calibration.
+
+    ``gallery`` (identification): ``--threshold gallery`` takes its own open-set threshold, and so
+    does the default when the threshold was set there by hand or when the extractor stores no
+    calibration (the gallery's threshold is fitted on its images, the paper's is not).
+    """
+    from fpforensics.verdict.calibration import OperatingPoint, resolve_operating_point
+
+    cal = calibration.for_kind(kind) if calibration is not None else None
+    g_cal = gallery.calibration if gallery is not None else None
+    wants_gallery = isinstance(threshold, str) and threshold.strip().lower() == "gallery"
+    default = threshold is None and max_false_match_rate is None
+    if g_cal is not None and (wants_gallery or (default and (g_cal.source == "manual" or (
+            cal is None and g_cal.source in ("calibrated", "single-model"))))):
+        how = {"manual": "set by hand in the gallery (`fpt gallery calibrate --set`)",
+               "calibrated": "the gallery's open-set threshold, fitted on its enrolled images",
+               "single-model": "the gallery's threshold from its one model's images"}.get(g_cal.source,
+                                                                                          "the gallery's threshold")
+        if cal is None and not wants_gallery and g_cal.source != "manual":
+            how += "; the extractor stores no calibration"
+        return OperatingPoint("gallery", float(g_cal.threshold), cal.fmr_at(g_cal.threshold) if cal else None,
+                              cal.fnmr_at(g_cal.threshold) if cal else None, how)
+    if wants_gallery:
+        raise InputError("--threshold gallery: the gallery has no threshold of its own yet")
+    return resolve_operating_point(cal, threshold, max_false_match_rate)
 
 
 def identify(inputs: Paths, gallery: Gallery | str | Path | None = None, extractor: Any = DEFAULTS.extractor,
-             top_k: int = DEFAULTS.top_k, threshold: float | None = None, grid: int = DEFAULTS.grid,
+             top_k: int = DEFAULTS.top_k, threshold: str | float | None = None, grid: int = DEFAULTS.grid,
              batch_size: int = DEFAULTS.embed_batch_size, device: Any = "auto", precision: str = DEFAULTS.precision,
-             on_start: OnImage = None, on_image: OnImage = None, on_skip: OnSkip = None) -> Identified:
-    """1:N identification: rank the gallery's models for each image; below the threshold, "unknown model".
+             on_start: OnImage = None, on_image: OnImage = None, on_skip: OnSkip = None, *,
+             max_false_match_rate: float | None = None, with_builtin: bool = False) -> Identified:
+    """1:N identification: rank the gallery's models for each image and give each image a verdict.
 
-    ``gallery``: a :class:`Gallery` or its path (default: :func:`~fpforensics.gallery.default_gallery_path`).
-    ``threshold`` None takes the gallery's calibrated one. The extractor must be the gallery's.
+    ``gallery``: a :class:`Gallery` or its path; None: the user's gallery
+    (:func:`~fpforensics.gallery.default_gallery_path`) when it exists, else the built-in
+    reference gallery; ``with_builtin`` adds the built-in one. ``threshold``: None (the extractor's
+    calibrated image-to-fingerprint threshold), a cosine, ``paper``, ``calibrated``, ``fmr:RATE``
+    or ``gallery``; or ``max_false_match_rate``. Verdicts: attributed, ambiguous, unknown (also
+    "closest to camera photographs"), insufficient signal. The extractor must be the gallery's.
     """
-    from fpforensics.verdict.match import identify as rank
+    from fpforensics.verdict.match import identify as search
+    from fpforensics.verdict.results import extractor_ref, judge_identification
+    from fpforensics.verdict.stored import ExtractorCalibration
 
-    g = gallery if isinstance(gallery, Gallery) else Gallery.open(gallery or default_gallery_path())
-    if not len(g):
-        raise InputError(f"{g.path}: the gallery is empty (enroll models with `fpt gallery add NAME IMAGES`)")
+    choice = choose_gallery(gallery, with_builtin)
+    for g in choice.galleries:
+        if not len(g):
+            raise InputError(f"{g.path}: the gallery is empty (enroll models with `fpt gallery add NAME IMAGES`)")
     ext = load_extractor(extractor, device) if isinstance(extractor, str | Path) else extractor
-    g.check_compatible(ext.identity, ext.embedding_dim or None)
+    for g in choice.galleries:
+        g.check_compatible(ext.identity, ext.embedding_dim or None)
     if top_k < 1:
         raise InputError(f"--top-k must be at least 1 (got {top_k})")
-    e = embed(inputs, ext, grid, batch_size, device, precision, on_start=on_start, on_image=on_image, on_skip=on_skip)
-    return Identified(e, rank(e.embeddings, g, top_k=top_k, threshold=threshold), g)
+    cal = ExtractorCalibration.of(ext)
+    op = _operating_point(cal, "image-fingerprint", threshold, max_false_match_rate, choice.primary)
+    fp_cal = cal.fingerprint if cal is not None else None
+    e = embed(inputs, ext, grid, batch_size, device, precision, on_start=on_start, on_image=on_image, on_skip=on_skip,
+              signal=True)
+    target = choice.primary if len(choice.galleries) == 1 else choice.fingerprints()
+    ident = search(e.embeddings, target, top_k=max(top_k, 2), threshold=op.threshold)
+    margin_rule = fp_cal.margin if fp_cal is not None else None
+    reference = cal.real_reference if cal is not None else None
+    results = judge_identification(e.paths, e.embeddings, ident.names, ident.indices, ident.scores, op, fp_cal,
+                                   margin_rule, reference, e.signal, extractor_ref(ext), top_k, choice.family)
+    notes = [n for n in (choice.note, op.describe(), margin_rule.describe() if margin_rule else None,
+                         reference.describe() if reference else None) if n]
+    return Identified(e, ident, choice.primary, results, op, margin_rule, choice.labels, notes)
+
+
+def write_report(result: Identified, path: str | Path, title: str = "fpt identify report") -> Path:
+    """One self-contained HTML file for an :func:`identify` result (:mod:`fpforensics.verdict.html_report`)."""
+    from fpforensics.io.store import check_writable
+    from fpforensics.verdict.html_report import ReportEntry, write_html_report
+
+    entries = [ReportEntry(q.path, q.ranking, q.verdict, result.operating_point.threshold, None, q.provenance,
+                           q.signal.stats if q.signal else {}) for q in result.results]
+    return write_html_report(check_writable(path), entries, title=title, notes=result.notes)
 
 
 @dataclass
 class Verified:
-    """1:1 verdict: cosine of the two sides' (mean) embeddings against the threshold."""
+    """1:1 verdict: cosine of the two sides' (mean) embeddings, the rules, and the provenance of every image."""
 
     cosine: float
     threshold: float
@@ -63,40 +204,180 @@ class Verified:
     images: tuple[int, int]
     skipped: int
     note: str | None = None
+    operating_point: Any = None
+    decision: Any = None  # fpforensics.verdict.results.PairVerdict
+    probability: float | None = None
+    signal: list[list[Any]] = field(default_factory=list)  # per side, a SignalCheck per image
+    real_photo: list[Any] = field(default_factory=list)  # per side, a CameraCheck (or None)
+    provenance: dict = field(default_factory=dict)
+    model: str | None = None  # verify --model: the enrolled model B is
+    gallery: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def same_model(self) -> bool:
+        if self.decision is not None:
+            return self.decision.kind == "same model"
         return self.cosine >= self.threshold
 
     @property
     def verdict(self) -> str:
+        if self.decision is not None:
+            return self.decision.kind
         return "same model" if self.same_model else "different models"
 
 
-def verify(a: str | Path, b: str | Path, extractor: Any = DEFAULTS.extractor, threshold: float | None = None,
+def _side(e: Embeddings) -> tuple[Any, list[Any]]:
+    """A side's mean embedding over its images with enough signal (all of them when none has)."""
+    from fpforensics.metrics import l2_normalize
+
+    ok = e.signal_ok
+    rows = e.embeddings[ok] if ok.any() else e.embeddings
+    return l2_normalize(rows.mean(axis=0)), list(e.signal or [])
+
+
+def _pair_result(sides: list[Embeddings], vectors: list[Any], checks: list[list[Any]], labels: list[str], ext: Any,
+                 cal: Any, op: Any, kind: str, note: str | None, model: str | None = None,
+                 gallery: str | None = None, extra_notes: Sequence[str] = ()) -> Verified:
+    """Score, judge and cite a 1:1 comparison of ``vectors`` (the shared tail of :func:`verify` and :func:`verify_model`)."""
+    from fpforensics.verdict.match import verify as compare
+    from fpforensics.verdict.provenance import Provenance
+    from fpforensics.verdict.results import extractor_ref, judge_pair
+
+    res = compare(vectors[0], vectors[1], op.threshold)
+    reference = cal.real_reference if cal is not None else None
+    cameras = [reference.check(v[None], [res.cosine], kind)[0] if reference is not None else None
+               for v in vectors[:len(sides)]]
+    cameras += [None] * (2 - len(cameras))
+    signals = [next((c for c in s if not c.ok), None) if s and not any(c.ok for c in s) else None for s in checks]
+    signals += [None] * (2 - len(signals))
+    decision = judge_pair(res.cosine, op, signals, cameras, labels)
+    score_cal = cal.for_kind(kind) if cal is not None else None
+    prob = float(score_cal.probability(res.cosine)) if score_cal is not None else None
+    ref = extractor_ref(ext)
+    prov: dict = {}
+    for label, e in zip(("a", "b"), sides, strict=False):
+        prov[label] = [Provenance.for_image(p, ref, op.to_dict()).to_dict() for p in e.paths]
+    notes = [op.describe(), *extra_notes]
+    if reference is not None:
+        notes.append(reference.describe(kind))
+    return Verified(res.cosine, op.threshold, ext.identity, tuple(len(s.paths) for s in sides) + (0,) * (2 - len(sides)),
+                    sum(len(s.skipped) for s in sides), note, op, decision, prob, checks,
+                    cameras[:len(sides)], prov, model, gallery, notes)
+
+
+def verify(a: str | Path, b: str | Path, extractor: Any = DEFAULTS.extractor, threshold: str | float | None = None,
            grid: int = DEFAULTS.grid, batch_size: int = DEFAULTS.embed_batch_size, device: Any = "auto",
            precision: str = DEFAULTS.precision, on_start: OnImage = None, on_image: OnImage = None,
-           on_skip: OnSkip = None) -> Verified:
+           on_skip: OnSkip = None, *, max_false_match_rate: float | None = None) -> Verified:
     """Same model or not: an image (or a folder: its images' mean embedding) against another.
 
-    ``threshold`` None is the paper's 0.81, which belongs to the paper's extractor; ``note`` says so
-    when a training-free extractor is used.
+    The threshold is the extractor's calibrated image-to-image one (``threshold``: a cosine,
+    ``paper``, ``calibrated``, ``fmr:RATE``; or ``max_false_match_rate``); an extractor without a
+    calibration uses the paper's 0.81, and ``note`` says so for the training-free ones. A side
+    whose images all lack residual signal gives "insufficient signal"; a side closest to camera
+    photographs gives "different models".
     """
     from fpforensics.extractor.baselines import PixelExtractor, SpectralExtractor
-    from fpforensics.metrics import l2_normalize
-    from fpforensics.verdict.match import verify as compare
+    from fpforensics.verdict.stored import ExtractorCalibration
 
     ext = load_extractor(extractor, device) if isinstance(extractor, str | Path) else extractor
+    cal = ExtractorCalibration.of(ext)
+    op = _operating_point(cal, "image-image", threshold, max_false_match_rate)
     sides = [embed([side], ext, grid, batch_size, device, precision, on_start=on_start, on_image=on_image,
-                   on_skip=on_skip) for side in (a, b)]
-    thr = DEFAULTS.verify_threshold if threshold is None else float(threshold)
-    res = compare(*(l2_normalize(s.embeddings.mean(axis=0)) for s in sides), thr)
+                   on_skip=on_skip, signal=True) for side in (a, b)]
+    parts = [_side(s) for s in sides]
     note = None
-    if threshold is None and isinstance(ext, SpectralExtractor | PixelExtractor):
+    if threshold is None and max_false_match_rate is None and isinstance(ext, SpectralExtractor | PixelExtractor):
         note = (f"0.81 is the paper's threshold for its trained extractor; '{ext.identity}' is a different "
                 "(training-free) extractor, so pass a --threshold calibrated for it (`fpt gallery calibrate`)")
-    return Verified(res.cosine, thr, ext.identity, (len(sides[0].paths), len(sides[1].paths)),
-                    sum(len(s.skipped) for s in sides), note)
+    return _pair_result(sides, [p[0] for p in parts], [p[1] for p in parts], ["A", "B"], ext, cal, op, "image-image",
+                        note)
+
+
+def verify_model(image: str | Path, model: str, gallery: Gallery | str | Path | None = None,
+                 extractor: Any = DEFAULTS.extractor, threshold: str | float | None = None, grid: int = DEFAULTS.grid,
+                 batch_size: int = DEFAULTS.embed_batch_size, device: Any = "auto",
+                 precision: str = DEFAULTS.precision, on_start: OnImage = None, on_image: OnImage = None,
+                 on_skip: OnSkip = None, *, max_false_match_rate: float | None = None,
+                 with_builtin: bool = False) -> Verified:
+    """Made by enrolled model ``model`` or not: an image (or folder) against that model's fingerprint.
+
+    Uses the image-to-fingerprint calibration (as ``identify`` does) and the same gallery choice.
+    """
+    from fpforensics.verdict.stored import ExtractorCalibration
+
+    choice = choose_gallery(gallery, with_builtin)
+    names, fps = choice.fingerprints()
+    if model not in names:
+        import difflib
+
+        close = difflib.get_close_matches(model, names, n=3)
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        raise InputError(f"no model named '{model}' in {' + '.join(choice.labels)}{hint}")
+    ext = load_extractor(extractor, device) if isinstance(extractor, str | Path) else extractor
+    for g in choice.galleries:
+        g.check_compatible(ext.identity, ext.embedding_dim or None)
+    cal = ExtractorCalibration.of(ext)
+    op = _operating_point(cal, "image-fingerprint", threshold, max_false_match_rate, choice.primary)
+    side = embed([image], ext, grid, batch_size, device, precision, on_start=on_start, on_image=on_image,
+                 on_skip=on_skip, signal=True)
+    vector, checks = _side(side)
+    where = choice.labels[0] if len(choice.labels) == 1 else " + ".join(choice.labels)
+    return _pair_result([side], [vector, fps[names.index(model)]], [checks, []], ["the image", model], ext, cal, op,
+                        "image-fingerprint", None, model, where, [n for n in (choice.note,) if n])
+
+
+def calibrate_extractor(extractor: str | Path, pool: Any, real: Paths, generators: str | Path | None = None,
+                        out: str | Path | None = None, overwrite: bool = False, holdout: str = "checkpoint",
+                        images_per_model: int = DEFAULTS.pool_images, size: int = DEFAULTS.crop_size,
+                        accept: float | None = None, seed: int = DEFAULTS.seed, grid: int = DEFAULTS.grid,
+                        batch_size: int = DEFAULTS.embed_batch_size, device: Any = "auto",
+                        precision: str = DEFAULTS.precision, info: Callable[[str], None] | None = None,
+                        on_image: OnImage = None, on_skip: OnSkip = None,
+                        first_generators: int | None = None) -> tuple[Path, Any]:
+    """Fit the operating points of a trained extractor and store them in its checkpoint.
+
+    Held-out synthetic models of ``pool`` (the checkpoint's, or ``holdout``, a grid expression)
+    applied to crops of the ``real`` photographs, the photographs themselves (the real-photo
+    reference) and optionally ``generators`` (a folder of generators set aside for calibration,
+    one subfolder each; ``first_generators``: only its first N subfolders in sorted order) give
+    the image-image and image-fingerprint calibrations, the margin rule and the real-photo rule
+    (``accept``: share of calibration model images it keeps). Written to ``out`` (a new file) or,
+    with ``overwrite``, into the checkpoint itself; the weights and the identity do not change.
+    Returns the file and the
+    :class:`~fpforensics.verdict.stored.ExtractorCalibration`.
+    """
+    from fpforensics.checkpoints import load_checkpoint
+    from fpforensics.extractor import DEFAULT_EXTRACTOR_PATH
+    from fpforensics.images.decode import list_images
+    from fpforensics.io.store import check_writable
+    from fpforensics.synthesis.pool import open_pool
+    from fpforensics.verdict.calibrate import calibrate_from_sources
+    from fpforensics.verdict.realphoto import DEFAULT_ACCEPT
+    from fpforensics.verdict.stored import write_calibration
+
+    path = DEFAULT_EXTRACTOR_PATH if str(extractor) == "default" else Path(extractor)
+    checkpoint = load_checkpoint(path, kind="extractor")  # a baseline name or a foreign file fails here
+    target = Path(out) if out is not None else path
+    if target.resolve() == path.resolve() and not overwrite:
+        raise InputError(f"{path}: writing the calibration into the extractor needs --overwrite (or give --out NEW.pt)")
+    if out is not None and target.exists() and target.resolve() != path.resolve() and not overwrite:
+        raise InputError(f"{target}: exists (use --overwrite to replace it)")
+    check_writable(target)
+    photos = list_images(real)
+    pool = open_pool(pool)
+    ext = load_extractor(path, device)
+    cal = calibrate_from_sources(ext, checkpoint, pool, photos, generators, holdout, images_per_model, size, seed,
+                                 accept=DEFAULT_ACCEPT if accept is None else accept, device=_ext_device(ext),
+                                 grid=grid, batch_size=batch_size, precision=precision, info=info, on_image=on_image,
+                                 on_skip=on_skip, first_generators=first_generators)
+    return write_calibration(path, cal, target, overwrite=True), cal
+
+
+def _ext_device(extractor: Any) -> Any:
+    """The device an extractor's weights are on (CPU for the training-free ones)."""
+    return next((p.device for p in extractor.parameters()), "cpu")
 
 
 @dataclass
@@ -302,13 +583,15 @@ def synthesize(real: Paths, out: str | Path, arch_grid: str = "all", seeds: int 
 def train_extractor(pool: Any, real: Paths, out: str | Path, preset: str = "paper", device: Any = "auto",
                     resume: bool = False, overwrite: bool = False, init: str | Path | None = None,
                     log: str | Path | None = None, callbacks: Any = None, on_plan: Callable[[Any, int], None] | None = None,
-                    precision: str = DEFAULTS.precision, **settings: Any):
+                    precision: str = DEFAULTS.precision, calibrate: bool = True, **settings: Any):
     """Train a fingerprint extractor on a pool of synthetic models (METHOD 1.3), with zero-shot validation.
 
     ``preset`` (``paper`` | ``tiny``) then ``settings``: fields of
     :class:`~fpforensics.extractor.training.ExtractorConfig` (None = the preset's), and
     ``batch_size``, which sets P = batch / K. ``on_plan(config, photos)`` is called once the inputs
-    are checked, before any training. Returns a :class:`~fpforensics.extractor.training.TrainResult`.
+    are checked, before any training. ``calibrate``: store the operating points fitted on the run's
+    held-out models in the checkpoint at the end (as ``fpt calibrate`` does). Returns a
+    :class:`~fpforensics.extractor.training.TrainResult`.
     """
     from fpforensics.device import resolve_device
     from fpforensics.extractor.training import make_config
@@ -330,7 +613,7 @@ def train_extractor(pool: Any, real: Paths, out: str | Path, preset: str = "pape
     if on_plan:
         on_plan(cfg, len(paths))
     return train(pool, paths, out, cfg, device=resolve_device(device), resume=resume, overwrite=overwrite, init=init,
-                 log_path=log, callbacks=callbacks, precision=precision)
+                 log_path=log, callbacks=callbacks, precision=precision, calibrate=calibrate)
 
 
 def evaluate(dataset: str | Path | None = None, extractors: Sequence[str] = (), out: str | Path = "report",

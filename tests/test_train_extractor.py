@@ -219,6 +219,9 @@ def test_train_checkpoint_and_load(full_run, pool, photo_dir, tmp_path):
     assert not set(ckpt["heldout_model_ids"]) & set(ckpt["train_model_ids"])
     assert all(v.dtype == torch.float32 for v in ckpt["state_dict"].values() if v.is_floating_point())
     assert not any(k.startswith("classifier.") for k in ckpt["state_dict"])
+    cal = ckpt["calibration"]  # fitted at the end on the run's own held-out validation models
+    assert {"image", "fingerprint", "real_reference"} <= set(cal) and cal["fingerprint"]["extractor"] == ckpt["identity"]
+    assert "held-out synthetic models" in cal["fingerprint"]["data"]
 
     ext = load_extractor(path)
     assert isinstance(ext, TrainedExtractor) and ext.identity == res.identity == ckpt["identity"]
@@ -247,7 +250,7 @@ def _dncnn_file(tmp_path):
 def test_dncnn_residual_is_embedded(pool, photo_dir, tmp_path):
     path = _dncnn_file(tmp_path)
     cfg = make_config("paper", **{**MICRO, "epochs": 1, "steps_per_epoch": 1, "residual": str(path)})
-    train_extractor(pool, list_images(photo_dir), tmp_path / "e.pt", cfg)
+    train_extractor(pool, list_images(photo_dir), tmp_path / "e.pt", cfg, calibrate=False)
     path.unlink()  # the extractor file must be self-contained
     ext = TrainedExtractor.from_checkpoint(tmp_path / "e.pt")
     assert ext.residual.identity.startswith("dncnn:") and ext.embed_crops(torch.rand(2, 3, 128, 128)).shape == (2, 16)
@@ -273,7 +276,8 @@ def test_resume_matches_uninterrupted_run(full_run, pool, photo_dir, tmp_path):
     with pytest.raises(IncompatibleError, match="lr"):
         train_extractor(pool, paths, tmp_path / "cut.pt", make_config("paper", **{**MICRO, "lr": 1e-2}), resume=True)
     # half_weights only changes the exported file, so it may differ from the interrupted run
-    train_extractor(pool, paths, tmp_path / "cut.pt", make_config("paper", **MICRO, half_weights=True), resume=True)
+    train_extractor(pool, paths, tmp_path / "cut.pt", make_config("paper", **MICRO, half_weights=True), resume=True,
+                    calibrate=False)
     a = load_checkpoint(full_run[0])
     b = load_checkpoint(tmp_path / "cut.pt")
     assert a["identity"] != b["identity"] and set(a["state_dict"]) == set(b["state_dict"])
@@ -305,7 +309,7 @@ def test_warm_start_keeps_validation_zero_shot(full_run, pool, photo_dir, tmp_pa
     assert not (tmp_path / "bad.pt").exists()
     # the init's own held-out architectures stay valid; the new file records both runs' architectures
     cfg = make_config("paper", **{**MICRO, "epochs": 1, "holdout_archs": ",".join(sorted(held))})
-    train_extractor(pool, paths, tmp_path / "warm.pt", cfg, init=full_run[0])
+    train_extractor(pool, paths, tmp_path / "warm.pt", cfg, init=full_run[0], calibrate=False)
     warm = load_checkpoint(tmp_path / "warm.pt", kind="extractor")
     assert set(warm["seen_archs"]) >= seen and not set(warm["seen_archs"]) & held
     # a bad --init is reported before any pool or photo is read
@@ -329,7 +333,7 @@ def test_cli_tiny_preset(pool_file, photo_dir, tmp_path):
     out = tmp_path / "tiny.pt"
     args = ["--device", "cpu", "train", "extractor", "--pool", str(pool_file), "--real", str(photo_dir), "--out", str(out),
             "--preset", "tiny", "--epochs", "1", "--steps-per-epoch", "1", "--max-val-models", "3",
-            "--batch-size", "6", "--no-augment"]
+            "--batch-size", "6", "--no-augment", "--no-calibration"]
     res = CliRunner().invoke(app, [*args, "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
@@ -337,6 +341,7 @@ def test_cli_tiny_preset(pool_file, photo_dir, tmp_path):
     assert "zero-shot 10-shot acc" in res.stderr and "before training" in res.stderr and "chance 33.3%" in res.stderr
     ckpt = load_checkpoint(out, kind="extractor")
     assert ckpt["config"]["p"] == 2 and ckpt["config"]["k"] == 3 and ckpt["config"]["augment"] is False
+    assert "calibration" not in ckpt  # --no-calibration
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and "--overwrite" in again.stderr
     other = write_test_pool(tmp_path / "other.h5", seeds=(0, 1, 3))
@@ -387,7 +392,7 @@ def test_real_class_low_res_and_resize_recipe(pool, photo_dir, tmp_path):
     small = fingerprinted_images(pool, ids, crops, torch.device("cpu"), lowres=16, to_8bit=True)
     assert small.shape == crops.shape  # generated at 16 px, brought back up to 32 like a small image
     cfg = make_config("paper", **{**MICRO, "p": 3, "real_class": True, "lowres_p": 1.0, "resize_p": 1.0, "epochs": 1})
-    train_extractor(pool, list_images(photo_dir), tmp_path / "r.pt", cfg)
+    train_extractor(pool, list_images(photo_dir), tmp_path / "r.pt", cfg, calibrate=False)
     ckpt = load_checkpoint(tmp_path / "r.pt", kind="extractor")
     assert ckpt["config"]["real_class"] and ckpt["config"]["lowres_p"] == 1.0
     with pytest.raises(InputError, match="--p must be at least 2 \\(3 with --real-class\\)"):

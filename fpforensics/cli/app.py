@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from fpforensics import __version__
-from fpforensics.cli import artifact, cluster, common, embed, evaluate, ffd, gallery, synthesize, train
+from fpforensics.cli import artifact, calibrate, cluster, common, embed, evaluate, ffd, gallery, synthesize, train
 from fpforensics.cli.options import Device
 
 app = typer.Typer(
@@ -51,7 +51,7 @@ def main_callback(
 
 for name, command in (("synthesize", synthesize.synthesize), ("embed", embed.embed), ("identify", embed.identify),
                       ("verify", embed.verify), ("cluster", cluster.cluster), ("ffd", ffd.ffd),
-                      ("artifact", artifact.artifact), ("eval", evaluate.evaluate)):
+                      ("artifact", artifact.artifact), ("eval", evaluate.evaluate), ("calibrate", calibrate.calibrate)):
     app.command(name, cls=common.FptCommand)(command)
 app.add_typer(train.train_app, name="train")
 app.add_typer(gallery.gallery_app, name="gallery")

@@ -53,6 +53,10 @@ def evaluate(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the report (report.json and figures) that "
                                             "an earlier fpt eval wrote to --out; files fpt did not write are never "
                                             "replaced.")] = False,
+    real_photos: Annotated[list[Path] | None, typer.Option("--real-photos", show_default="none", help="Real "
+                                                           "photographs (files/folders, repeatable) scored as unknowns: "
+                                                           "rejection rate and open-set AUROC at the extractor's "
+                                                           "operating point.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print report.json on stdout instead of tables.")] = False,
 ) -> None:
     """Identification, verification, embedding quality, open-set and robustness of extractors on a dataset."""
@@ -71,5 +75,5 @@ def evaluate(
             extra={"command": " ".join(shlex.quote(a) for a in ["fpt", *sys.argv[1:]])}, overwrite=overwrite, shots=shots,
             repeats=repeats, pairs=pairs, seed=seed, grid=grid, max_images_per_model=max_images,
             perturbations=parse_perturbations(perturb or []), batch_size=batch_size, precision=precision,
-            figures=not no_figures)
+            figures=not no_figures, real_photos=[str(p) for p in real_photos or []])
     render.evaluated(result, out, json_out)

@@ -109,6 +109,17 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existin
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run written to --out.")]
 Images = Annotated[list[Path], typer.Argument(metavar="IMAGES", show_default=False,
                                               help="Image files and/or folders (searched recursively).")]
+Threshold = Annotated[str | None, typer.Option(
+    "--threshold", "-t", metavar="COSINE|paper|calibrated|fmr:RATE|gallery", show_default="calibrated",
+    help="Operating point: a cosine; 'calibrated' (the extractor's stored equal-error threshold; the paper's 0.81 "
+         "when it stores none); 'paper' (0.81); 'fmr:0.01' (false-match rate at most 1% on the calibration data); "
+         "'gallery' (identify, verify --model: the gallery's own threshold).")]
+MaxFalseMatchRate = Annotated[float | None, typer.Option(
+    "--max-false-match-rate", min=0.0, max=1.0, show_default="none",
+    help="Lowest threshold whose false-match rate on the calibration data is at most this (same as fmr:RATE).")]
+WithBuiltin = Annotated[bool, typer.Option(
+    "--with-builtin", help="Search the built-in reference gallery too, beside --gallery (or your gallery).")]
 
 __all__ = ["DEFAULTS", "BatchSize", "Backbone", "Choice", "Denoiser", "Device", "Extractor", "Extractors", "Gallery", "Grid",
-           "Images", "Json", "Overwrite", "Precision", "Residual", "Resume", "Seed", "Shard", "Space"]
+           "Images", "Json", "MaxFalseMatchRate", "Overwrite", "Precision", "Residual", "Resume", "Seed", "Shard", "Space",
+           "Threshold", "WithBuiltin"]

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fpforensics.cli import common
-from fpforensics.io.names import csv_field
+from fpforensics.io.names import csv_field, display_name
 from fpforensics.io.store import json_default
 
 
@@ -145,51 +145,142 @@ def calibration(path, gallery, cal, as_json: bool) -> None:
 # ---------------------------------------------------------------------------- identify / verify
 
 
+CSV_COLUMNS = ["path", "rank", "model", "cosine", "probability", "verdict", "prediction", "margin", "image_sha256",
+               "tool_version", "extractor", "extractor_sha256", "operating_point", "threshold", "timestamp"]
+VERDICT_STYLE = {"attributed": "green", "ambiguous": "yellow", "unknown": "yellow", "insufficient signal": "red"}
+
+
+def _prediction(q) -> str:
+    """The CSV ``prediction`` column: the model, or what else the verdict is."""
+    return q.prediction or ("unknown model" if q.verdict.kind == "unknown" else q.verdict.kind)
+
+
 def identified(result, as_json: bool, as_csv: bool) -> None:
-    e, res = result.embedded, result.identification
-    preds = res.predictions
+    """The verdict of every image: JSON (full), CSV (one row per ranked model) or a table; names are never cut."""
+
+
+    e, op = result.embedded, result.operating_point
     if as_json:
         return emit_json({
-            "gallery": str(result.gallery.path), "extractor": e.extractor.identity, "threshold": res.threshold,
-            "skipped": len(e.skipped),
-            "results": [{"path": str(p), "prediction": preds[i], "known": preds[i] is not None,
-                         "best_score": float(res.scores[i, 0]),
-                         "ranking": [{"rank": r, "model": n, "cosine": round(s, 6)} for r, n, s in res.ranking(i)]}
-                        for i, p in enumerate(e.paths)]})
+            "gallery": str(result.gallery.path), "galleries": result.galleries, "extractor": e.extractor.identity,
+            "threshold": op.threshold, "operating_point": op.to_dict(),
+            "margin_rule": result.margin_rule.to_dict() if result.margin_rule else None,
+            "notes": result.notes, "skipped": len(e.skipped), "results": [q.to_dict() for q in result.results]})
     if as_csv:
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(["path", "rank", "model", "cosine", "prediction"])
-        for i, p in enumerate(e.paths):
-            for r, n, s in res.ranking(i):
-                w.writerow([csv_field(p), r, csv_field(n), f"{s:.6f}",
-                            csv_field(preds[i]) if preds[i] is not None else "unknown model"])
+        w.writerow(CSV_COLUMNS)
+        for q in result.results:
+            p = q.provenance
+            tail = [p["image_sha256"], p["tool_version"], p["extractor"], p["extractor_sha256"] or "", op.name,
+                    f"{op.threshold:.6f}", p["timestamp"]]
+            head = [csv_field(q.path)]
+            margin = f"{q.verdict.margin:.6f}" if q.verdict.margin is not None else ""
+            if q.verdict.kind == "insufficient signal":
+                w.writerow([*head, "", "", "", "", csv_field(q.verdict.text), _prediction(q), "", *tail])
+            for r, rk in enumerate(q.ranking if q.verdict.kind != "insufficient signal" else [], start=1):
+                prob = f"{rk.probability:.6f}" if rk.probability is not None else ""
+                w.writerow([*head, r, csv_field(rk.model), f"{rk.cosine:.6f}", prob, csv_field(q.verdict.text),
+                            csv_field(_prediction(q)), margin, *tail])
         return sys.stdout.flush()
-    thr = f"threshold {res.threshold:.4f}" if res.threshold is not None else "no threshold"
-    t = Table(title=f"identification against {len(result.gallery)} model(s), {thr}")
-    for col, just in (("image", "left"), ("rank", "right"), ("model", "left"), ("cosine", "right"), ("verdict", "left")):
-        t.add_column(col, justify=just)
-    for i, p in enumerate(e.paths):
-        verdict = (f"[green]{escape(common.shown(preds[i]))}[/green]" if preds[i] is not None
-                   else "[yellow]unknown model[/yellow]")
-        ranking = res.ranking(i)
-        for r, n, s in ranking:
-            t.add_row(escape(common.shown(p)) if r == 1 else "", str(r), escape(common.shown(n)), f"{s:.4f}",
-                      verdict if r == 1 else "",
-                      end_section=r == len(ranking))
+    t = Table(title=f"identification against {len(result.gallery) if len(result.galleries) == 1 else 'the'} "
+                    f"model(s) of {' + '.join(display_name(g) for g in result.galleries)}, threshold {op.threshold:.4f}")
+    for col, just in (("image", "left"), ("rank", "right"), ("model", "left"), ("cosine", "right"),
+                      ("P(same)", "right"), ("verdict", "left")):
+        t.add_column(col, justify=just, overflow="fold")
+    for q in result.results:
+        style = VERDICT_STYLE.get(q.verdict.kind, "white")
+        text = display_name(q.verdict.text)
+        if q.verdict.margin is not None and q.verdict.kind in ("attributed", "ambiguous"):
+            text += f" (margin {q.verdict.margin:.4f})"
+        verdict = f"[{style}]{escape(text)}[/{style}]"
+        name = escape(display_name(q.path))
+        if q.verdict.kind == "insufficient signal" or not q.ranking:
+            t.add_row(name, "-", "-", "-", "-", verdict, end_section=True)
+            continue
+        for r, rk in enumerate(q.ranking, start=1):
+            prob = f"{rk.probability:.3f}" if rk.probability is not None else "-"
+            t.add_row(name if r == 1 else "", str(r), escape(display_name(rk.model)), f"{rk.cosine:.4f}", prob,
+                      verdict if r == 1 else "", end_section=r == len(q.ranking))
     show(t)
-    n_known = sum(p is not None for p in preds)
-    common.info(f"{len(e.paths)} image(s): {n_known} attributed, {len(e.paths) - n_known} unknown model"
-                f"{skip_note(e.skipped)}")
+    for note in result.notes:
+        common.info(note)
+    counts = {k: sum(q.verdict.kind == k for q in result.results) for k in VERDICT_STYLE}
+    camera = sum(q.verdict.reason == "closest to camera photographs" for q in result.results)
+    common.info(f"{len(result.results)} image(s): {counts['attributed']} attributed, {counts['unknown']} unknown model "
+                f"({camera} closest to camera photographs), {counts['ambiguous']} ambiguous, "
+                f"{counts['insufficient signal']} insufficient signal{skip_note(e.skipped)}")
+
+
+def _side_checks(checks) -> list[dict]:
+    return [c.to_dict() for c in checks]
 
 
 def verified(a, b, res, as_json: bool) -> None:
+    """A 1:1 verdict; "insufficient signal" shows the reason instead of a cosine."""
+
+
+    insufficient = res.verdict == "insufficient signal"
     if as_json:
-        return emit_json({"a": str(a), "b": str(b), "cosine": res.cosine, "threshold": res.threshold,
-                          "same_model": res.same_model, "verdict": res.verdict, "extractor": res.extractor,
-                          "images": list(res.images), "note": res.note})
-    say(f"cosine {res.cosine:.4f}  threshold {res.threshold:.4f}  -> {res.verdict}")
+        sides = ("a", "b")
+        return emit_json({
+            "a": str(a), "b": str(b) if b is not None else None, "model": res.model, "gallery": res.gallery,
+            "cosine": None if insufficient else res.cosine, "threshold": res.threshold,
+            "probability": None if insufficient else res.probability, "same_model": res.same_model,
+            "verdict": res.verdict, "reason": res.decision.reason or None if res.decision else None,
+            "extractor": res.extractor, "images": list(res.images), "note": res.note,
+            "operating_point": res.operating_point.to_dict() if res.operating_point else None,
+            "signal": {k: _side_checks(c) for k, c in zip(sides, res.signal, strict=False)},
+            "real_photo": {k: c.to_dict() if c else None for k, c in zip(sides, res.real_photo, strict=False)},
+            "provenance": res.provenance, "notes": res.notes})
+    if insufficient:
+        say(f"-> {display_name(res.decision.text)}")
+    else:
+        prob = f"  P(same model) {res.probability:.3f}" if res.probability is not None else ""
+        target = f" against model {display_name(res.model)}" if res.model else ""
+        say(f"cosine {res.cosine:.4f}{target}  threshold {res.threshold:.4f}{prob}  -> {display_name(res.decision.text)}")
     if res.note:
         say(f"note: {res.note}")
+    for note in res.notes:
+        common.info(note)
+
+
+def embedded_images(e, out, provenance: list[dict], as_json: bool) -> None:
+    """``fpt embed``: per image its residual-signal check and provenance (JSON), or the images without signal."""
+
+
+    checks = e.signal or []
+    if as_json:
+        return emit_json({"out": str(out), "extractor": e.extractor.identity, "grid": e.grid, "images": len(e.paths),
+                          "skipped": len(e.skipped),
+                          "results": [{"path": str(p), "signal": c.to_dict(), "provenance": prov}
+                                      for p, c, prov in zip(e.paths, checks, provenance, strict=True)]})
+    embedded(e, out, "")
+    weak = [(p, c) for p, c in zip(e.paths, checks, strict=True) if not c.ok]
+    if weak:
+        show(table(f"{len(weak)} image(s) with insufficient signal (embedded, but no verdict will be given)",
+                   [("image", "left"), ("reason", "left")], [[display_name(p), c.reason] for p, c in weak]))
+
+
+def calibrated(path, cal, as_json: bool) -> None:
+    """What ``fpt calibrate`` stored: thresholds, error rates, the margin and the real-photo rule."""
+    summary = cal.summary()
+    if as_json:
+        return emit_json({"out": str(path), **summary})
+    say(f"wrote {path}: operating points stored with the extractor")
+    for name, what in (("image", "verify A B"), ("fingerprint", "identify, verify --model")):
+        c = summary.get(name)
+        if c:
+            margin = (f", ambiguous below a margin of {c['ambiguous_margin']:.4f}"
+                      if c["ambiguous_margin"] and name == "fingerprint" else "")
+            say(f"  {what}: threshold {c['eer_threshold']:.4f} (equal-error rate {c['eer']:.1%}, AUC {c['auc']:.3f}, "
+                f"{c['genuine']:,} + {c['impostor']:,} scores){margin}")
+    ref = summary.get("real_reference")
+    if ref:
+        for kind, rule in ref["rules"].items():
+            say(f"  real-photo rule ({kind}): keeps {rule['accept']:.0%} of calibration model images, calls "
+                f"{rule['rejected']:.1%} of the {ref['photos']} reference photographs camera photographs "
+                f"(AUC {rule['auc']:.3f})")
+    common.info(f"calibration data: {cal.fingerprint.data if cal.fingerprint else ''}")
 
 
 # ---------------------------------------------------------------------------- cluster
@@ -306,8 +397,11 @@ def _name(e: dict) -> str:
 
 
 IDENT_COLUMNS = ["extractor", "top-1 %", "top-5 %", "macro-F1 %", "silhouette", "Davies-Bouldin"]
-VERIF_COLUMNS = ["extractor", "AUC %", "EER %", "TPR@FPR1% %", "acc (calibrated) %", "acc (oracle) %",
+VERIF_COLUMNS = ["extractor", "AUC %", "EER %", "TPR@FPR1% %", "shipped threshold", "acc (shipped) %",
+                 "FMR (shipped) %", "acc (calibrated) %", "FMR (calibrated) %", "acc (oracle) %", "FMR (oracle) %",
                  "open-set AUROC %"]
+REAL_COLUMNS = ["extractor", "photos rejected %", "model images accepted %", "top-1 accepted %", "top-1 all %",
+                "AUROC (rule) %", "AUROC (max cosine) %"]
 ROBUST_COLUMNS = ["extractor", "perturbation", "top-1 %", "macro-F1 %", "AUC %", "EER %", "acc (calibrated) %",
                   "open-set AUROC %"]
 
@@ -334,8 +428,22 @@ def verification_rows(report: dict, perturbation: str = "clean") -> list[list[st
     for e in report["extractors"]:
         r = report["results"][e["label"]][perturbation]
         v = r["verification"]
-        rows.append([_name(e), _pm(v["auc"]), _pm(v["eer"]), _pm(v["tpr_at_fpr1"]), _pm(v["accuracy"]),
-                     _pm(v["oracle_accuracy"]), _auroc(r["open_set"])])
+        shipped = v.get("shipped") or {}
+        thr = f"{shipped['threshold']:.3f} ({shipped['operating_point']})" if shipped else "-"
+        rows.append([_name(e), _pm(v["auc"]), _pm(v["eer"]), _pm(v["tpr_at_fpr1"]), thr, _pm(shipped.get("accuracy")),
+                     _pm(shipped.get("fmr")), _pm(v["accuracy"]), _pm(v.get("fmr")), _pm(v["oracle_accuracy"]),
+                     _pm(v.get("oracle_fmr")), _auroc(r["open_set"])])
+    return rows
+
+
+def real_photo_rows(report: dict) -> list[list[str]]:
+    """Real photographs as unknowns (``fpt eval --real-photos``), one row per extractor."""
+    rows = []
+    for e in report["extractors"]:
+        r = report["results"][e["label"]]["clean"].get("real_photos")
+        if r:
+            rows.append([_name(e), _pm(r["real_rejection"]), _pm(r["acceptance"]), _pm(r["top1_accepted"]),
+                         _pm(r["top1_all"]), _pm(r["auroc"]), _pm(r["auroc_max_cosine"])])
     return rows
 
 
@@ -357,6 +465,12 @@ def _sections(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         (f"Identification (1:N) and embedding quality: {head}", IDENT_COLUMNS, identification_rows(report)),
         (f"Verification (1:1, {s['pairs']} test pairs) and open set", VERIF_COLUMNS, verification_rows(report)),
     ]
+    real = real_photo_rows(report)
+    if real:
+        n = next(report["results"][e["label"]]["clean"]["real_photos"]["real_photos"] for e in report["extractors"]
+                 if report["results"][e["label"]]["clean"].get("real_photos"))
+        out.append((f"Real photographs as unknowns ({n} photographs; gallery of every model, the extractor's operating "
+                    "point)", REAL_COLUMNS, real))
     if len(report["perturbations"]) > 1:
         out.append(("Robustness (every image perturbed)", ROBUST_COLUMNS, robustness_rows(report)))
     return out

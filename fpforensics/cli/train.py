@@ -123,6 +123,9 @@ def extractor(
                                              help="JSONL log of every epoch.")] = None,
     resume: Resume = False,
     overwrite: Overwrite = False,
+    no_calibration: Annotated[bool, typer.Option("--no-calibration", help="Do not store operating points fitted on "
+                                                 "the held-out models at the end (`fpt calibrate` does it later).")
+                              ] = False,
     json_out: Json = False,
 ) -> None:
     """Train the fingerprint extractor on synthetic models (METHOD 1.3), with zero-shot validation.
@@ -156,7 +159,7 @@ def extractor(
             on_epoch=lambda r: common.status(render.epoch_line(r, plan["cfg"])), warn=common.warn,
             on_skip=common.skipped)
         result = train_extractor(pool, real, out, preset, common.get_device(), resume, overwrite, init, log, callbacks,
-                                 on_plan=on_plan, precision=precision, **settings)
+                                 on_plan=on_plan, precision=precision, calibrate=not no_calibration, **settings)
     render.trained(result, plan["cfg"], json_out)
 
 

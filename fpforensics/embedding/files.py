@@ -6,10 +6,13 @@ HDF5 (``.h5`` / ``.hdf5``), ``fpt_format = "embeddings"``, version 1:
 * ``paths``: ``(N,)`` UTF-8 strings, the image each row came from
 * ``position`` (only in shard files): ``(N,)`` int64, each row's place in the whole sorted input
   list, so that merged shards come back in the order of a single run
+* ``sha256`` (files of ``fpt embed``): ``(N,)`` strings, the sha256 of each image file's bytes
+* ``signal`` (files of ``fpt embed``): ``(N,)`` strings, empty when the image has enough residual
+  signal, else why it has not ("insufficient signal", :mod:`fpforensics.verdict.signal`)
 * root attributes ``extractor`` (identity string), ``extractor_spec`` (the ``--extractor``
   value), ``grid`` (sliding-window size), ``embedding_dim``, ``created`` (UTC, ISO 8601),
-  ``shard`` (``i/n``, shard files only), plus the ``fpt_format`` / ``fpt_format_version`` /
-  ``tool_version`` stamp of every fpt file.
+  ``shard`` (``i/n``, shard files only), ``extractor_sha256`` (sha256 of the checkpoint file, when
+  there is one), plus the ``fpt_format`` / ``fpt_format_version`` / ``tool_version`` stamp of every fpt file.
 
 ``.npy``: the bare ``(N, D)`` float32 matrix, rows in the sorted input order (no provenance:
 use HDF5 when the file must later be matched to an extractor or merged).
@@ -44,6 +47,9 @@ class EmbeddingSet:
     grid: int | None = None
     positions: np.ndarray | None = None  # a shard's rows: their places in the whole input list
     shard: tuple[int, int] | None = None
+    sha256: list[str] | None = None  # per row: the image file's sha256
+    signal: list[str] | None = None  # per row: "" (enough residual signal) or why not
+    extractor_sha256: str | None = None
 
 
 def output_format(path: str | Path) -> str:
@@ -82,6 +88,12 @@ def save_embeddings(path: str | Path, data: EmbeddingSet, overwrite: bool = Fals
             f.create_dataset("position", data=np.asarray(data.positions, np.int64))
         if data.shard is not None:
             f.attrs["shard"] = f"{data.shard[0]}/{data.shard[1]}"
+        for key in ("sha256", "signal"):
+            values = getattr(data, key)
+            if values is not None:
+                f.create_dataset(key, data=np.array(values, dtype=object), dtype=STR_DTYPE)
+        if data.extractor_sha256:
+            f.attrs["extractor_sha256"] = data.extractor_sha256
         f.attrs["extractor"] = data.extractor or ""
         f.attrs["extractor_spec"] = data.extractor_spec or ""
         f.attrs["grid"] = int(data.grid or 0)
@@ -108,6 +120,7 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
             emb = np.asarray(f["embeddings"][()], dtype=np.float32)
             paths = [read_str(p) for p in f["paths"][()]]
             positions = np.asarray(f["position"][()], np.int64) if "position" in f else None
+            extra = {k: [read_str(v) for v in f[k][()]] if k in f else None for k in ("sha256", "signal")}
         except KeyError as exc:
             raise InputError(f"{path}: corrupt embeddings file (missing {exc})") from None
         if emb.ndim != 2 or emb.shape[0] != len(paths) or (positions is not None and len(positions) != len(paths)):
@@ -116,7 +129,8 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
         return EmbeddingSet(emb, paths, read_str(f.attrs.get("extractor", "")) or None,
                             read_str(f.attrs.get("extractor_spec", "")) or None,
                             int(f.attrs.get("grid", 0)) or None, positions,
-                            tuple(int(v) for v in shard.split("/")) if shard else None)  # type: ignore[arg-type]
+                            tuple(int(v) for v in shard.split("/")) if shard else None,  # type: ignore[arg-type]
+                            extra["sha256"], extra["signal"], read_str(f.attrs.get("extractor_sha256", "")) or None)
 
 
 def merge_embeddings(inputs: Sequence[str | Path], warn: Callable[[str], None] | None = None) -> EmbeddingSet:
@@ -139,6 +153,8 @@ def merge_embeddings(inputs: Sequence[str | Path], warn: Callable[[str], None] |
                                     f"{first.grid}, {first.embeddings.shape[1]}-d: not comparable")
     emb = np.concatenate([s.embeddings for s in sets])
     paths = [p for s in sets for p in s.paths]
+    extra = {k: [v for s in sets for v in getattr(s, k)] if all(getattr(s, k) is not None for s in sets) else None
+             for k in ("sha256", "signal")}
     if all(s.positions is not None and s.shard is not None for s in sets):
         counts = {s.shard[1] for s in sets}  # type: ignore[index]
         positions = np.concatenate([s.positions for s in sets])  # type: ignore[misc]
@@ -150,4 +166,6 @@ def merge_embeddings(inputs: Sequence[str | Path], warn: Callable[[str], None] |
             warn(f"merging {len(got)} of {next(iter(counts))} shards: shard(s) {', '.join(map(str, missing))} missing")
         order = np.argsort(positions, kind="stable")
         emb, paths = emb[order], [paths[i] for i in order]
-    return EmbeddingSet(emb, paths, first.extractor, first.extractor_spec, first.grid)
+        extra = {k: [v[i] for i in order] if v is not None else None for k, v in extra.items()}
+    return EmbeddingSet(emb, paths, first.extractor, first.extractor_spec, first.grid, sha256=extra["sha256"],
+                        signal=extra["signal"], extractor_sha256=first.extractor_sha256)

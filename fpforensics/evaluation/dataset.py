@@ -30,6 +30,7 @@ class EvalSettings:
     precision: str = DEFAULTS.precision
     tsne_max_points: int = 2000
     figures: bool = True
+    real_photos: list[str] = field(default_factory=list)  # photographs scored as unknowns (never a model)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -54,6 +55,9 @@ class EvalSettings:
                              f"needs at least --shots + 1 = {self.shots + 1}")
         if not 0 < self.open_set_fraction < 1:
             raise InputError("open-set fraction must be in (0, 1)")
+        for p in self.real_photos:
+            if not Path(p).exists():
+                raise InputError(f"--real-photos {p}: no such file or folder")
 
 
 @dataclass

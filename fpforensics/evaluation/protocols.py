@@ -251,13 +251,16 @@ class VerificationResult:
     oracle_threshold: list[float]
     pairs: int
     calibration_pairs: int
+    fmr: list[float] = field(default_factory=list)  # false-match rate on the test pairs at ``threshold``
+    oracle_fmr: list[float] = field(default_factory=list)
     # first repeat, for figures
     roc: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: (np.zeros(0), np.zeros(0)))
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     same: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     def to_dict(self) -> dict:
-        keys = ("auc", "eer", "tpr_at_fpr1", "accuracy", "threshold", "oracle_accuracy", "oracle_threshold")
+        keys = ("auc", "eer", "tpr_at_fpr1", "accuracy", "threshold", "oracle_accuracy", "oracle_threshold", "fmr",
+                "oracle_fmr")
         out = {k: mean_std(getattr(self, k)) for k in keys}
         out["per_repeat"] = {k: getattr(self, k) for k in keys}
         out.update(test_pairs=self.pairs, calibration_pairs=self.calibration_pairs,
@@ -265,32 +268,57 @@ class VerificationResult:
         return out
 
 
-def verification(embeddings: np.ndarray, labels: np.ndarray, pairs: int = 10000, repeats: int = 5,
-                 seed: int = 0) -> VerificationResult:
-    """1:1 verification; the threshold is chosen on pairs of a disjoint calibration set of images."""
+def false_match_rate(scores: np.ndarray, same: np.ndarray, threshold: float) -> float:
+    """Share of different-model pairs accepted (score >= threshold)."""
+    return float((scores[~same] >= threshold).mean()) if (~same).any() else 0.0
+
+
+def verification_splits(embeddings: np.ndarray, labels: np.ndarray, pairs: int, repeats: int, seed: int):
+    """Per repeat ``(calibration scores, calibration same, test scores, test same)``: the pairs of
+    :func:`verification`, drawn once here so that every operating point is scored on the same pairs."""
     labels = np.asarray(labels)
     if pairs < 2:
         raise InputError(f"--pairs must be at least 2 (got {pairs})")
-    res = VerificationResult([], [], [], [], [], [], [], pairs, pairs)
     for r in range(repeats):
         rng = _rng(seed, 2, r)
         calib, test = calibration_split(labels, rng)
         ca, cb, csame = sample_pairs(labels[calib], pairs, rng)
-        thr, _ = best_accuracy_threshold(pair_scores(embeddings[calib], ca, cb), csame)
+        cscores = pair_scores(embeddings[calib], ca, cb)
         ta, tb, same = sample_pairs(labels[test], pairs, rng)
-        scores = pair_scores(embeddings[test], ta, tb)
+        yield cscores, csame, pair_scores(embeddings[test], ta, tb), same
+
+
+def verification(embeddings: np.ndarray, labels: np.ndarray, pairs: int = 10000, repeats: int = 5,
+                 seed: int = 0) -> VerificationResult:
+    """1:1 verification; the threshold is chosen on pairs of a disjoint calibration set of images."""
+    res = VerificationResult([], [], [], [], [], [], [], pairs, pairs)
+    for r, (cscores, csame, scores, same) in enumerate(verification_splits(embeddings, labels, pairs, repeats, seed)):
+        thr, _ = best_accuracy_threshold(cscores, csame)
         fpr, tpr, _ = roc_curve(same, scores)
         res.auc.append(float(roc_auc_score(same, scores)))
         res.eer.append(equal_error_rate(fpr, tpr))
         res.tpr_at_fpr1.append(tpr_at_fpr(fpr, tpr))
         res.threshold.append(thr)
         res.accuracy.append(accuracy_at(scores, same, thr))
+        res.fmr.append(false_match_rate(scores, same, thr))
         o_thr, o_acc = best_accuracy_threshold(scores, same)
         res.oracle_threshold.append(o_thr)
         res.oracle_accuracy.append(o_acc)
+        res.oracle_fmr.append(false_match_rate(scores, same, o_thr))
         if r == 0:
             res.roc, res.scores, res.same = (fpr, tpr), scores, same
     return res
+
+
+def verification_at(embeddings: np.ndarray, labels: np.ndarray, threshold: float, pairs: int = 10000,
+                    repeats: int = 5, seed: int = 0) -> dict:
+    """Accuracy, false-match and false non-match rates of a fixed threshold on the test pairs of :func:`verification`."""
+    acc, fmr, fnmr = [], [], []
+    for _, _, scores, same in verification_splits(embeddings, labels, pairs, repeats, seed):
+        acc.append(accuracy_at(scores, same, threshold))
+        fmr.append(false_match_rate(scores, same, threshold))
+        fnmr.append(float((scores[same] < threshold).mean()) if same.any() else 0.0)
+    return {"threshold": float(threshold), "accuracy": mean_std(acc), "fmr": mean_std(fmr), "fnmr": mean_std(fnmr)}
 
 
 # ---------------------------------------------------------------------------- embedding quality

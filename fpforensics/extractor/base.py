@@ -15,6 +15,8 @@ class Extractor(nn.Module):
 
     identity: str = "extractor"
     embedding_dim: int = 0
+    calibration: dict | None = None  # stored operating points (fpforensics.verdict.stored), if any
+    source: str | None = None  # the checkpoint file it was loaded from, if any
 
     def embed_crops(self, crops: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError

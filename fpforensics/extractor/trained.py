@@ -62,7 +62,10 @@ class TrainedExtractor(Extractor):
         residual = residual_from_payload(ckpt["residual"], path)
         for p in net.parameters():
             p.requires_grad_(False)
-        return cls(net.eval(), residual.eval())
+        ext = cls(net.eval(), residual.eval())
+        ext.calibration = ckpt.get("calibration")  # operating points fitted for these weights (fpt calibrate)
+        ext.source = str(path)
+        return ext
 
 
 def identity_of_state(backbone: str, state: dict[str, torch.Tensor], residual_identity: str) -> str:

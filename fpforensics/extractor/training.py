@@ -273,8 +273,13 @@ def train_extractor(
     log_path: str | Path | None = None,
     callbacks: TrainCallbacks | None = None,
     precision: str = "auto",
+    calibrate: bool = True,
 ) -> TrainResult:
-    """Train an extractor and write it to ``out`` (kind ``extractor``); see the module docstring."""
+    """Train an extractor and write it to ``out`` (kind ``extractor``); see the module docstring.
+
+    ``calibrate``: at the end, store the operating points fitted on the run's held-out validation
+    models and real photos in the checkpoint (:func:`fpforensics.verdict.calibrate.calibrate_after_training`).
+    """
     cfg = cfg or ExtractorConfig()
     cfg.validate()
     cb = callbacks or TrainCallbacks()
@@ -416,5 +421,9 @@ def train_extractor(
             import torch.distributed as dist
 
             dist.barrier()
+    if main and calibrate:  # operating points for verify / identify, fitted on the held-out validation models
+        from fpforensics.verdict.calibrate import calibrate_after_training
+
+        calibrate_after_training(out, pool, real_paths, device, precision, warn=cb.warn)
     identity = str(load_checkpoint(out, kind="extractor")["identity"]) if main else ""
     return TrainResult(out, cfg.epochs, identity, history, log_path if main else None)

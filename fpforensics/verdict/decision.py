@@ -11,6 +11,8 @@ from fpforensics.verdict.calibration import Calibration
 from fpforensics.verdict.margin import MarginRule
 from fpforensics.verdict.signal import SignalCheck
 
+CAMERA = "closest to camera photographs"
+
 ATTRIBUTED = "attributed"
 AMBIGUOUS = "ambiguous"
 UNKNOWN = "unknown"
@@ -32,26 +34,30 @@ class Ranked:
 
 @dataclass(frozen=True)
 class Verdict:
-    """``kind`` is one of :data:`KINDS`; ``models`` the model(s) it names; ``reason`` for insufficient signal."""
+    """``kind`` is one of :data:`KINDS`; ``models`` the model(s) it names; ``reason`` for insufficient signal
+    (or :data:`CAMERA` for an unknown that looks like a photograph); ``family`` the family two ambiguous models share.
+    """
 
     kind: str
     models: tuple[str, ...] = ()
     reason: str = ""
     margin: float | None = None
+    family: str | None = None
 
     @property
     def text(self) -> str:
         if self.kind == ATTRIBUTED:
             return f"attributed to {self.models[0]}"
         if self.kind == AMBIGUOUS:
-            return f"ambiguous between {self.models[0]} and {self.models[1]}"
+            fam = f" (both of the {self.family} family)" if self.family else ""
+            return f"ambiguous between {self.models[0]} and {self.models[1]}{fam}"
         if self.kind == UNKNOWN:
-            return "unknown (not made by any enrolled model)"
+            return f"unknown (not made by any enrolled model{'; ' + self.reason if self.reason else ''})"
         return f"insufficient signal: {self.reason}"
 
     def to_dict(self) -> dict:
         return {"verdict": self.kind, "models": list(self.models), "text": self.text, "reason": self.reason or None,
-                "margin": self.margin}
+                "margin": self.margin, "family": self.family}
 
 
 def rank(names: Sequence[str], cosines: Sequence[float] | np.ndarray, calibration: Calibration | None = None,
@@ -64,11 +70,14 @@ def rank(names: Sequence[str], cosines: Sequence[float] | np.ndarray, calibratio
 
 
 def decide(ranking: Sequence[Ranked], threshold: float, margin_rule: MarginRule | float | None = None,
-           signal: SignalCheck | None = None) -> Verdict:
-    """Apply, in order: the signal check, the open-set threshold on the top-1 cosine, the margin rule.
+           signal: SignalCheck | None = None, camera=None) -> Verdict:
+    """Apply, in order: the signal check, the real-photo rule, the open-set threshold on the top-1 cosine,
+    the margin rule.
 
-    ``ranking`` is best first. The margin compares top-1 with the runner-up whatever the runner-up's
-    own score: the rule was fitted on exactly that gap.
+    ``ranking`` is best first. ``camera``: a :class:`~fpforensics.verdict.realphoto.CameraCheck`
+    (its ``camera`` True makes the answer "unknown, closest to camera photographs"). The margin
+    compares top-1 with the runner-up whatever the runner-up's own score: the rule was fitted on
+    exactly that gap.
     """
     if signal is not None and not signal.ok:
         return Verdict(INSUFFICIENT, reason=signal.reason)
@@ -76,6 +85,8 @@ def decide(ranking: Sequence[Ranked], threshold: float, margin_rule: MarginRule 
         return Verdict(UNKNOWN)
     top = ranking[0]
     margin = float(top.cosine - ranking[1].cosine) if len(ranking) > 1 else None
+    if camera is not None and camera.camera:
+        return Verdict(UNKNOWN, reason=CAMERA, margin=margin)
     if top.cosine < threshold:
         return Verdict(UNKNOWN, margin=margin)
     cut = margin_rule.ambiguous_margin if isinstance(margin_rule, MarginRule) else margin_rule

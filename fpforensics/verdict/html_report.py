@@ -23,7 +23,7 @@ from PIL import Image
 
 from fpforensics import __version__
 from fpforensics.verdict.decision import KINDS, Ranked, Verdict
-from fpforensics.verdict.names import display_name
+from fpforensics.io.names import display_name
 from fpforensics.verdict.provenance import Provenance, utc_timestamp
 from fpforensics.verdict.signal import CROP, GRID, to_tensor
 

@@ -132,3 +132,45 @@ def judge(stats: dict, rule: SignalRule = DEFAULT_RULE) -> SignalCheck:
 def check_signal(image, rule: SignalRule = DEFAULT_RULE, grid: int = GRID) -> SignalCheck:
     """Is there enough residual signal in ``image`` to attribute it? (see the module docstring)."""
     return judge(residual_stats(image, grid), rule)
+
+
+STAT_KEYS = ("min_side", "rms", "crop_rms_min", "flat_share", "hf_share", "crops")
+
+
+class SignalEncoder:
+    """An encoder of the embedding loop whose row is an image's :func:`crop_stats`: the check rides along
+    with the embedding, on the image the loop already decoded (never a second decode).
+
+    Rows are ``STAT_KEYS`` in order; :func:`checks_from_rows` turns them into :class:`SignalCheck`.
+    Computed in float32 on the CPU whatever the loop's precision: the thresholds are in 8-bit levels.
+    """
+
+    def __init__(self, grid: int = GRID) -> None:
+        self.grid = int(grid)
+        self.identity = f"signal-stats[{MedianResidual.identity},grid={self.grid}]"
+        self.dim = len(STAT_KEYS)
+        self.device = torch.device("cpu")
+
+    def units(self, image: torch.Tensor) -> int:
+        return 1
+
+    def encode(self, images: list[torch.Tensor]) -> torch.Tensor:
+        rows = []
+        with torch.autocast("cpu", enabled=False):
+            for im in images:
+                im = im.detach().float().cpu()
+                s = crop_stats(grid_crops(im, CROP, self.grid), min(im.shape[-2:]))
+                rows.append([float(s[k]) for k in STAT_KEYS])
+        return torch.tensor(rows, dtype=torch.float32)
+
+
+def stats_from_row(row) -> dict:
+    """One :class:`SignalEncoder` row back to the :func:`crop_stats` dict."""
+    s = {k: round(float(v), 4) for k, v in zip(STAT_KEYS, row, strict=True)}
+    s["min_side"], s["crops"] = int(s["min_side"]), int(s["crops"])
+    return s
+
+
+def checks_from_rows(rows, rule: SignalRule = DEFAULT_RULE) -> list[SignalCheck]:
+    """:func:`judge` every row of a :class:`SignalEncoder` matrix."""
+    return [judge(stats_from_row(r), rule) for r in rows]
