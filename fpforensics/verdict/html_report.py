@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 
 from fpforensics import __version__
-from fpforensics.verdict.decision import KINDS, Ranked, Verdict
 from fpforensics.io.names import display_name
+from fpforensics.verdict.decision import KINDS, Ranked, Verdict
 from fpforensics.verdict.provenance import Provenance, utc_timestamp
 from fpforensics.verdict.signal import CROP, GRID, to_tensor
 
