@@ -184,14 +184,17 @@ def identify(inputs: Paths, gallery: Gallery | str | Path | None = None, extract
     return Identified(e, ident, choice.primary, results, op, margin_rule, choice.labels, notes)
 
 
-def write_report(result: Identified, path: str | Path, title: str = "fpt identify report") -> Path:
-    """One self-contained HTML file for an :func:`identify` result (:mod:`fpforensics.verdict.html_report`)."""
-    from fpforensics.io.store import check_writable
-    from fpforensics.verdict.html_report import ReportEntry, write_html_report
+def write_report(result: Identified, path: str | Path, title: str = "fpt identify report",
+                 overwrite: bool = False) -> Path:
+    """One self-contained HTML file for an :func:`identify` result (:mod:`fpforensics.verdict.html_report`).
+
+    An existing file is replaced only when it is an fpt report and ``overwrite`` is set."""
+    from fpforensics.io.store import check_output
+    from fpforensics.verdict.html_report import REPORT_KIND, ReportEntry, write_html_report
 
     entries = [ReportEntry(q.path, q.ranking, q.verdict, result.operating_point.threshold, None, q.provenance,
                            q.signal.stats if q.signal else {}) for q in result.results]
-    return write_html_report(check_writable(path), entries, title=title, notes=result.notes)
+    return write_html_report(check_output(path, REPORT_KIND, overwrite), entries, title=title, notes=result.notes)
 
 
 @dataclass

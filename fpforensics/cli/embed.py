@@ -98,6 +98,7 @@ def identify(
     report: Annotated[Path | None, typer.Option("--report", show_default="none", help="Also write a self-contained "
                                                 "HTML report (thumbnails, residual spectra, ranking bars, verdicts, "
                                                 "provenance) to this file.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """1:N identification: rank the gallery's models per image and give a verdict: attributed, ambiguous,
     unknown (also "closest to camera photographs") or insufficient signal.
@@ -106,12 +107,13 @@ def identify(
     """
     from fpforensics.api import identify as run_identify
     from fpforensics.errors import InputError
-    from fpforensics.io.store import check_writable
+    from fpforensics.io.store import check_output
+    from fpforensics.verdict.html_report import REPORT_KIND
 
     if json_out and csv_out:
         raise InputError("choose one of --json and --csv")
     if report is not None:
-        check_writable(report)
+        check_output(report, REPORT_KIND, overwrite)
     with common.bar("identifying") as bar:
         result = run_identify(inputs, gallery, extractor, top_k, threshold, grid, batch_size, common.get_device(),
                               precision, on_start=bar.start, on_image=bar.advance, on_skip=bar.skipped,
@@ -120,7 +122,7 @@ def identify(
     if report is not None:
         from fpforensics.api import write_report
 
-        common.info(f"report: {write_report(result, report)}")
+        common.info(f"report: {write_report(result, report, overwrite=overwrite)}")
 
 
 def verify(

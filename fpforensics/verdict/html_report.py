@@ -23,12 +23,14 @@ from PIL import Image
 
 from fpforensics import __version__
 from fpforensics.io.names import display_name
+from fpforensics.io.store import html_stamp
 from fpforensics.verdict.decision import KINDS, Ranked, Verdict
 from fpforensics.verdict.provenance import Provenance, utc_timestamp
 from fpforensics.verdict.signal import CROP, GRID, to_tensor
 
 THUMB = 240
 SPECTRUM = 256
+REPORT_KIND = "html-report"  # the stamp fpt reads to know the file is its own report (io.store.file_kind)
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1d2330;background:#f6f7f9}
@@ -231,7 +233,7 @@ def write_html_report(path: str | os.PathLike, results: Sequence[ReportEntry | d
             f'<p class="meta">{len(entries)} image(s): {html.escape(summary or "none")}</p>',
             f'<p class="meta">written {utc_timestamp()} by fpforensics {html.escape(__version__)}</p>']
     head += [f'<p class="meta">{html.escape(display_name(n))}</p>' for n in notes]
-    doc = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    doc = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">" + html_stamp(REPORT_KIND) +
            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
            '<meta name="viewport" content="width=device-width, initial-scale=1">'
            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"

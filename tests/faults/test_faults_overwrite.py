@@ -220,3 +220,23 @@ def test_html_files_carry_a_stamp(tmp_path):
     with pytest.raises(Exception, match="--overwrite"):
         check_output(ours, "html-report")
     assert check_output(ours, "html-report", overwrite=True) == ours
+
+
+def test_identify_report_refuses_foreign_html_and_needs_overwrite(kinds, images, tmp_path):
+    """`identify --report` writes a stamped HTML file: a user's file is never replaced, its own only with --overwrite."""
+    gallery = tmp_path / "g.db"
+    res = invoke(["--device", "cpu", "gallery", "add", "m", str(images), "-e", "spectral", "--gallery", str(gallery)])
+    assert res.exit_code == 0, res.output
+    query = sorted(p for p in Path(images).iterdir() if p.is_file())[0]
+    base = ["--device", "cpu", "identify", str(query), "-e", "spectral", "--gallery", str(gallery), "--report"]
+    user_page = tmp_path / "page.html"
+    user_page.write_text("<!DOCTYPE html><html><head><title>mine</title></head><body>notes</body></html>")
+    refused_unchanged([*base, str(user_page)], user_page, "did not write")
+    refused_unchanged([*base, str(user_page), "--overwrite"], user_page, "did not write")
+    report = tmp_path / "report.html"
+    res = invoke([*base, str(report)])
+    assert res.exit_code == 0, res.output
+    assert file_kind(report) == "html-report"
+    refused_unchanged([*base, str(report)], report, "--overwrite")
+    res = invoke([*base, str(report), "--overwrite"])
+    assert res.exit_code == 0, res.output
