@@ -127,19 +127,26 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--arch", default="K2L1UnArNbSo", help="synthetic architecture code")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--parts", default="train,synthesis,embed",
+                    help="which loops to time, comma-separated (train, synthesis, embed)")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"device {device}, threads {torch.get_num_threads()}, torch {torch.__version__}, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: {bf16_is_fast(device)}")
-    show(f"extractor training step ({args.backbone}, batch {args.batch}, 128 px)", bench_extractor_step(args, device))
-    for crop in (128, 64):
-        show(f"synthetic auto-encoder training step ({args.arch}, batch 8, {crop} px)",
-             bench_synthesis_step(args, device, crop))
-    rows, worst = bench_embedding(args, device)
-    show(f"embedding with the shipped extractor (batch {args.batch} crops)", rows)
-    print(f"\nbf16 vs fp32 embeddings: worst 1 - cosine = {worst:.2e}")
+    if "train" in parts:
+        show(f"extractor training step ({args.backbone}, batch {args.batch}, 128 px)",
+             bench_extractor_step(args, device))
+    if "synthesis" in parts:
+        for crop in (128, 64):
+            show(f"synthetic auto-encoder training step ({args.arch}, batch 8, {crop} px)",
+                 bench_synthesis_step(args, device, crop))
+    if "embed" in parts:
+        rows, worst = bench_embedding(args, device)
+        show(f"embedding with the shipped extractor (batch {args.batch} crops)", rows)
+        print(f"\nbf16 vs fp32 embeddings: worst 1 - cosine = {worst:.2e}")
     print(f"--precision auto on this machine: {resolve_precision('auto', device)}")
 
 

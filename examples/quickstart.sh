@@ -3,9 +3,9 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # 1. The built-in reference gallery: 24 public generators, fingerprints of the shipped extractor.
-BUILTIN="$(python -c 'from fpforensics.gallery.builtin import builtin_gallery_path; print(builtin_gallery_path())')"
+# With no --gallery and no gallery of your own, identify uses the built-in one.
 fpt gallery list --builtin
-fpt identify "$HERE/images/astronaut.png" --gallery "$BUILTIN" --top-k 3
+fpt identify "$HERE/images/astronaut.png" --top-k 3
 # 2. A gallery of your own: three synthetic models, enrolled from 10 images each.
 rm -rf demo && mkdir demo
 python "$HERE/demo_data.py" photos demo/real

@@ -21,11 +21,13 @@ def test_quickstart_script_runs_and_attributes_correctly(tmp_path):
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.pop("FPT_GALLERY", None)
+    env["HOME"] = str(tmp_path / "home")  # a new user: no gallery of their own, so identify uses the built-in one
     env["COLUMNS"] = "200"
     proc = subprocess.run(["bash", str(SCRIPT)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert "built-in reference gallery" in out and "identification against 24 model(s)" in out
+    assert "gallery: the built-in reference gallery (24 models" in proc.stderr + out  # said in one line
     assert "6 attributed, 0 unknown" in proc.stderr + out
     photo = SCRIPT.parent / "images" / "astronaut.png"
     ident = subprocess.run(["fpt", "-q", "identify", str(photo), "--gallery", str(builtin_gallery_path()), "--json"],
