@@ -169,7 +169,7 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, spec: torch.Tensor,
                precision: str = "fp32") -> dict[str, float]:
     """One optimisation step on spectra; returns the numbers that are logged.
 
-    channels_last is a memory layout only (1.9x on CPU for ResNet-18 at 128 px, docs/benchmarks.md);
+    channels_last is a memory layout only; its speed-up depends on the CPU (docs/benchmarks.md);
     ``precision`` ``bf16`` runs the network under autocast, losses in fp32.
     """
     spec = spec.contiguous(memory_format=torch.channels_last)
