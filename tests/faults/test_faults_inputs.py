@@ -140,7 +140,10 @@ def test_names_are_escaped_in_every_output(nasty_dir, tmp_path):
     for stream in (res.stdout, res.stderr):
         assert "\x1b" not in stream and "\r" not in stream and "\x07" not in stream
     rows = list(csv.reader(io.StringIO(res.stdout)))
-    assert len(rows) == 1 + 6 and all(len(r) == 5 for r in rows)  # one row per image: no name splits a line
+    columns = rows[0]
+    assert columns[:3] == ["path", "rank", "model"]
+    # one model enrolled, so one ranked row per image: no name splits a line or adds a cell
+    assert len(rows) == 1 + 6 and all(len(r) == len(columns) for r in rows)
     assert {Path(r[0]).name for r in rows[1:]} == {"car\\rriage.png", "line\\nfeed.png", "\\x1b[31mred\\x1b[0m.png",
                                                    "=cmd.png", "caf\\xe9.png", "img0.png"}
     assert {r[2] for r in rows[1:]} == {"'=m\\x1b[1m"}  # escaped, and a formula never starts a cell
