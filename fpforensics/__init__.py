@@ -28,10 +28,10 @@ from typing import Any
 __version__ = "0.2.0"
 
 _API = {"load_extractor": "fpforensics.extractor", "embed": "fpforensics.api", "Gallery": "fpforensics.gallery",
-        "identify": "fpforensics.api", "verify": "fpforensics.api", "cluster": "fpforensics.api",
-        "synthesize": "fpforensics.api", "train_extractor": "fpforensics.api", "evaluate": "fpforensics.api",
-        "DEFAULTS": "fpforensics.defaults", "verify_model": "fpforensics.api",
-        "calibrate_extractor": "fpforensics.api", "write_report": "fpforensics.api"}
+        "identify": "fpforensics.api", "verify": "fpforensics.api", "verify_model": "fpforensics.api",
+        "calibrate_extractor": "fpforensics.api", "write_report": "fpforensics.api", "DEFAULTS": "fpforensics.defaults",
+        "cluster": "fpforensics.workflows", "synthesize": "fpforensics.workflows",
+        "train_extractor": "fpforensics.workflows", "evaluate": "fpforensics.workflows"}
 
 __all__ = ["__version__", *_API]
 

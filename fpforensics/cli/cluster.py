@@ -45,8 +45,8 @@ def cluster(
                         ] = False,
 ) -> None:
     """Group images by fingerprint without labels; name each group's nearest enrolled model or "unknown source"."""
-    from fpforensics.api import cluster as run_cluster
     from fpforensics.errors import InputError
+    from fpforensics.workflows import cluster as run_cluster
 
     if examples < 0:
         raise InputError(f"--examples must be 0 or more (got {examples})")

@@ -63,8 +63,8 @@ def evaluate(
     import shlex
     import sys
 
-    from fpforensics.api import evaluate as run_evaluate
     from fpforensics.perturbations import parse_perturbations
+    from fpforensics.workflows import evaluate as run_evaluate
 
     common.on_interrupt(lambda: f"no report written; the embedding passes finished so far are cached in {out / 'cache'} and "
                                 f"reused by: {common.command_line()}")

@@ -49,8 +49,8 @@ def synthesize(
     json_out: Json = False,
 ) -> None:
     """Train the synthetic-model pool: every architecture of the grid x seeds, stopped at eta."""
-    from fpforensics.api import synthesize as run_synthesize
     from fpforensics.sharding import parse_shard
+    from fpforensics.workflows import synthesize as run_synthesize
 
     if merge:
         from fpforensics.synthesis.pool import merge_pools

@@ -133,8 +133,8 @@ def extractor(
     Launch with torchrun for several GPUs / nodes:
     `torchrun --nproc_per_node 4 $(which fpt) train extractor ...` (P x K is per process).
     """
-    from fpforensics.api import train_extractor
     from fpforensics.extractor.training import TrainCallbacks
+    from fpforensics.workflows import train_extractor
 
     settings = dict(backbone=backbone, embedding_dim=embedding_dim, epochs=epochs, steps_per_epoch=steps_per_epoch,
                     p=models_per_batch, k=images_per_model, batch_size=batch_size, lr=lr, margin=margin,
