@@ -120,3 +120,12 @@ def test_blind_training_reports_psnr_per_level_against_the_median(photo_dir, tmp
     assert load_checkpoint(tmp_path / "b.pt", kind="dncnn")["levels"] == res.levels
     with pytest.raises(InputError, match="sigma-max"):
         DenoiserConfig(sigma=5, sigma_max=2).validate()
+
+
+def test_train_denoiser_prints_the_psnr_table(photo_dir, tmp_path):
+    """The command shows the per-level table, not only the one-line summary."""
+    res = runner.invoke(app, ["--device", "cpu", "train", "denoiser", "--real", str(photo_dir), "--out",
+                              str(tmp_path / "d.pt"), "--steps", "3", "--depth", "3", "--channels", "8",
+                              "--batch-size", "4", "--val-fraction", "0.25", "--val-crops", "4"])
+    assert res.exit_code == 0, res.output
+    assert "held-out PSNR (dB) by noise level" in res.stdout and "DnCNN - median" in res.stdout

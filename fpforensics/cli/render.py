@@ -382,11 +382,11 @@ def denoiser(result, as_json: bool) -> None:
         f"{result.psnr_denoised:.2f} dB denoised (gain {result.psnr_gain:+.2f} dB) "
         f"on {result.val_images} held-out photo(s)")
     if result.levels:
-        table("held-out PSNR (dB) by noise level: the denoiser pays off where it beats the median",
+        show(table("held-out PSNR (dB) by noise level: the denoiser pays off where it beats the median",
               [("sigma (0..255)", "right"), ("noisy", "right"), ("median 3x3", "right"), ("DnCNN", "right"),
                ("DnCNN - median", "right")],
               [[f"{r['sigma']:g}", f"{r['noisy']:.2f}", f"{r['median3x3']:.2f}", f"{r['dncnn']:.2f}",
-                f"{r['dncnn'] - r['median3x3']:+.2f}"] for r in result.levels])
+                f"{r['dncnn'] - r['median3x3']:+.2f}"] for r in result.levels]))
 
 
 def training_plan(cfg, photos: int) -> str:
