@@ -319,7 +319,8 @@ def verify_model(image: str | Path, model: str, gallery: Gallery | str | Path | 
 
         close = difflib.get_close_matches(model, names, n=3)
         hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-        raise InputError(f"no model named '{model}' in {' + '.join(choice.labels)}{hint}")
+        where = " + ".join("the built-in reference gallery" if lb == "built-in" else lb for lb in choice.labels)
+        raise InputError(f"no model named '{model}' in {where}{hint or ' (fpt gallery list shows its models)'}")
     ext = load_extractor(extractor, device) if isinstance(extractor, str | Path) else extractor
     for g in choice.galleries:
         g.check_compatible(ext.identity, ext.embedding_dim or None)

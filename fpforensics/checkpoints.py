@@ -18,7 +18,7 @@ import torch
 
 from fpforensics import __version__
 from fpforensics.errors import IncompatibleError, InputError
-from fpforensics.io.store import atomic_file, check_output, check_writable
+from fpforensics.io.store import EMPTY, atomic_file, check_output, check_writable, file_kind
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path, kind: str) -> Path:
@@ -66,6 +66,9 @@ def safe_torch_load(path: str | Path, what: str = "weights file", map_location: 
         reason = "truncated or corrupt" if "zip" in str(exc).lower() or isinstance(exc, EOFError) else "corrupt"
     except Exception:  # torch raises many other types for foreign files
         reason = "not a torch file"
+    other = file_kind(path)  # one of fpt's other files (a gallery, a pool, ...) is named as such
+    if other not in (None, EMPTY):
+        raise InputError(f"{path}: is an fpt '{other}' file, expected {'an' if what[0] in 'aeiou' else 'a'} {what}")
     raise InputError(f"{path}: not a loadable {what} ({reason})")
 
 

@@ -40,3 +40,15 @@ def test_truncated_and_foreign_files(tmp_path):
         load_checkpoint(tmp_path / "j.pt")
     with pytest.raises(InputError, match="no such"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_another_fpt_file_is_named_by_its_kind(tmp_path):
+    """A gallery or an embeddings file given where a checkpoint goes is called what it is, not a bad pickle."""
+    import numpy as np
+
+    from fpforensics.gallery import Gallery
+
+    gallery = tmp_path / "g.db"
+    Gallery.open(gallery, create=True).enroll("m", np.eye(2, 8, dtype=np.float32), ["a", "b"], "X")
+    with pytest.raises(InputError, match="is an fpt 'gallery' file, expected an fpforensics checkpoint"):
+        load_checkpoint(gallery, "extractor")
