@@ -68,7 +68,7 @@ def safe_torch_load(path: str | Path, what: str = "weights file", map_location: 
         reason = "not a torch file"
     other = file_kind(path)  # one of fpt's other files (a gallery, a pool, ...) is named as such
     if other not in (None, EMPTY):
-        raise InputError(f"{path}: is an fpt '{other}' file, expected {'an' if what[0] in 'aeiou' else 'a'} {what}")
+        raise InputError(f"{path}: is an fpt '{other}' file, not the {what} expected here")
     raise InputError(f"{path}: not a loadable {what} ({reason})")
 
 

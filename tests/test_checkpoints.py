@@ -50,5 +50,5 @@ def test_another_fpt_file_is_named_by_its_kind(tmp_path):
 
     gallery = tmp_path / "g.db"
     Gallery.open(gallery, create=True).enroll("m", np.eye(2, 8, dtype=np.float32), ["a", "b"], "X")
-    with pytest.raises(InputError, match="is an fpt 'gallery' file, expected an fpforensics checkpoint"):
+    with pytest.raises(InputError, match="is an fpt 'gallery' file, not the fpforensics checkpoint expected here"):
         load_checkpoint(gallery, "extractor")
