@@ -188,6 +188,24 @@ def _hdbscan(emb: np.ndarray, min_size: int, reason: str) -> Clustering:
                       f"HDBSCAN cluster stability (min_cluster_size {size}) on unit vectors{reason}", min_size)
 
 
+def check_options(k: int | None, min_size: int, method: str, threshold: float | None, n: int | None = None) -> None:
+    """The clustering options, checked once: before any embedding (``n`` unknown) and again with ``n`` images."""
+    if min_size < 1:
+        raise InputError(f"--min-size must be at least 1 (got {min_size})")
+    if k is not None and k < 1:
+        raise InputError(f"--k {k}: the number of groups must be at least 1")
+    if k is not None and n is not None and k > n:
+        raise InputError(f"--k {k} is not between 1 and the number of images ({n})")
+    if method not in ("auto", "agglomerative", "hdbscan"):
+        raise InputError(f"--method must be auto, agglomerative or hdbscan (got '{method}')")
+    if k is not None and threshold is not None:
+        raise InputError("choose one of --k and --threshold")
+    if threshold is not None and not -1.0 <= threshold <= 1.0:
+        raise InputError(f"--threshold {threshold} is not a cosine similarity (expected -1..1)")
+    if threshold is not None and method == "hdbscan":
+        raise InputError("--threshold cuts the agglomerative tree: it does not apply to --method hdbscan")
+
+
 def cluster_embeddings(embeddings: np.ndarray, k: int | None = None, min_size: int = DEFAULT_MIN_SIZE,
                        method: str = "auto", threshold: float | None = None, max_dense: int | None = None,
                        seed: int = 0) -> Clustering:
@@ -203,18 +221,7 @@ def cluster_embeddings(embeddings: np.ndarray, k: int | None = None, min_size: i
     n = len(emb)
     if n == 0:
         raise InputError("nothing to cluster: no embeddings")
-    if min_size < 1:
-        raise InputError(f"--min-size must be at least 1 (got {min_size})")
-    if k is not None and not 1 <= k <= n:
-        raise InputError(f"--k {k} is not between 1 and the number of images ({n})")
-    if method not in ("auto", "agglomerative", "hdbscan"):
-        raise InputError(f"unknown clustering method '{method}' (auto | agglomerative | hdbscan)")
-    if k is not None and threshold is not None:
-        raise InputError("choose one of --k and --threshold")
-    if threshold is not None and not -1.0 <= threshold <= 1.0:
-        raise InputError(f"--threshold {threshold} is not a cosine similarity (expected -1..1)")
-    if threshold is not None and method == "hdbscan":
-        raise InputError("--threshold cuts the agglomerative tree: it does not apply to HDBSCAN")
+    check_options(k, min_size, method, threshold, n)
     limit = dense_limit() if max_dense is None else int(max_dense)
     too_big = n > limit
     if too_big and (method == "agglomerative" or threshold is not None):

@@ -72,25 +72,13 @@ def cluster(inputs: Paths | None = None, embeddings: str | Path | None = None, k
     extractor; a gallery given, or ``enroll_prefix``, must fit. ``enroll_prefix`` enrolls group
     ``g`` as model ``PREFIX-g`` (1 = largest); names already taken are refused before any work.
     """
-    from fpforensics.cluster import DEFAULT_MIN_SIZE, cluster_embeddings, name_groups
+    from fpforensics.cluster import DEFAULT_MIN_SIZE, check_options, cluster_embeddings, name_groups
     from fpforensics.errors import IncompatibleError
     from fpforensics.gallery import gallery_path
     from fpforensics.images.decode import list_images
 
     min_size = DEFAULT_MIN_SIZE if min_size is None else min_size
-    # every check that needs no embedding runs before the embedding
-    if min_size < 1:
-        raise InputError(f"--min-size must be at least 1 (got {min_size})")
-    if k is not None and k < 1:
-        raise InputError(f"--k must be at least 1 (got {k})")
-    if k is not None and threshold is not None:
-        raise InputError("choose one of --k and --threshold")
-    if threshold is not None and not -1.0 <= threshold <= 1.0:
-        raise InputError(f"--threshold {threshold} is not a cosine similarity (expected -1..1)")
-    if threshold is not None and method == "hdbscan":
-        raise InputError("--threshold cuts the agglomerative tree: it does not apply to --method hdbscan")
-    if method not in ("auto", "agglomerative", "hdbscan"):
-        raise InputError(f"--method must be auto, agglomerative or hdbscan (got '{method}')")
+    check_options(k, min_size, method, threshold)  # every check that needs no embedding, before the embedding
     if enroll_prefix is not None:
         enroll_prefix = enroll_prefix.strip()
         if not enroll_prefix:
