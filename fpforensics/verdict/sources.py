@@ -56,16 +56,16 @@ def heldout_models(pool: Any, checkpoint: dict, holdout: str = "checkpoint") -> 
 
 def synthetic_images(pool: Any, model_ids: Sequence[int], crops: torch.Tensor, device: torch.device | str = "cpu",
                      batch: int = 32) -> tuple[list[torch.Tensor], np.ndarray]:
-    """Every model applied to every crop, rounded to 8 bits: ``(images, labels)`` in model order."""
-    from fpforensics.perturbations import quantize
+    """Every model applied to every crop, rounded to 8 bits (the training batch's own path): ``(images, labels)``."""
+    from fpforensics.extractor.batches import fingerprinted_images
 
     images, labels = [], []
     with torch.no_grad():
         for mid in model_ids:
             for start in range(0, len(crops), batch):
-                x = crops[start:start + batch]
+                x = crops[start:start + batch].float()
                 ids = torch.full((len(x),), int(mid), dtype=torch.long)
-                images += list(quantize(pool.apply(ids, x, device).float()).cpu())
+                images += list(fingerprinted_images(pool, ids, x, torch.device(device)).cpu())
                 labels += [int(mid)] * len(x)
     return images, np.asarray(labels, np.int64)
 
