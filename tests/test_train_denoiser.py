@@ -9,7 +9,14 @@ from typer.testing import CliRunner
 from fpforensics.checkpoints import load_checkpoint, save_checkpoint
 from fpforensics.cli.app import app
 from fpforensics.errors import IncompatibleError, InputError, OutputError
-from fpforensics.extractor.denoiser_training import DenoiserConfig, psnr, random_patches, train_denoiser
+from fpforensics.extractor.denoiser_training import (
+    JPEG_GRID,
+    DenoiserConfig,
+    jpeg_patches,
+    psnr,
+    random_patches,
+    train_denoiser,
+)
 from fpforensics.images.decode import list_images
 from fpforensics.residual import build_residual
 from fpforensics.residual.dncnn import load_dncnn
@@ -92,6 +99,8 @@ def test_cli_denoiser_json(photo_dir, tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--sigma", "0"], "--sigma"),
     (["--steps", "0"], "--steps"),
+    (["--jpeg-p", "1.5"], "--jpeg-p"),
+    (["--jpeg-min-quality", "0"], "--jpeg-min-quality"),
 ])
 def test_cli_denoiser_bad_options(photo_dir, tmp_path, extra, message):
     res = runner.invoke(app, ["train", "denoiser", "--real", str(photo_dir), "--out", str(tmp_path / "x.pt"), *extra])
@@ -129,3 +138,47 @@ def test_train_denoiser_prints_the_psnr_table(photo_dir, tmp_path):
                               "--batch-size", "4", "--val-fraction", "0.25", "--val-crops", "4"])
     assert res.exit_code == 0, res.output
     assert "held-out PSNR (dB) by noise level" in res.stdout and "DnCNN - median" in res.stdout
+
+
+def test_jpeg_patches_compress_the_share_asked_at_a_random_grid_phase():
+    x = torch.rand(64, 3, 16 + JPEG_GRID, 16 + JPEG_GRID)
+    plain = jpeg_patches(x, 0.0, 60, torch.Generator().manual_seed(0), 16)
+    assert plain.shape == (64, 3, 16, 16)
+    # p = 0: every patch is an exact crop of its input, at offsets that vary across the batch.
+    offsets = set()
+    for i in range(64):
+        hits = [(dy, dx) for dy in range(JPEG_GRID + 1) for dx in range(JPEG_GRID + 1)
+                if torch.equal(plain[i], x[i, :, dy:dy + 16, dx:dx + 16])]
+        assert hits
+        offsets.add(hits[0])
+    assert len(offsets) > 10
+    # p = 1: no patch is a crop of its input (noise does not survive JPEG), and the draw is seeded.
+    jpeg = jpeg_patches(x, 1.0, 60, torch.Generator().manual_seed(0), 16)
+    assert all((jpeg[i] - plain[i]).abs().mean() > 0.05 for i in range(64))
+    assert torch.equal(jpeg, jpeg_patches(x, 1.0, 60, torch.Generator().manual_seed(0), 16))
+    # Quantized to the 8-bit grid, as a decoded JPEG is.
+    assert torch.allclose(jpeg * 255, (jpeg * 255).round(), atol=1e-4)
+
+
+def test_jpeg_training_reports_psnr_on_jpeg_crops_and_resumes_only_with_the_same_share(photo_dir, tmp_path):
+    cfg = DenoiserConfig(sigma=10, steps=4, save_every=2, jpeg_p=0.5, val_fraction=0.25, **TINY)
+    paths = list_images(photo_dir)
+    res = train_denoiser(paths, tmp_path / "j.pt", cfg)
+    assert res.psnr_jpeg["quality"] == 75 and res.psnr_jpeg["sigma"] == 10
+    # The noise PSNR at sigma 10 does not depend on the content; the median is scored against the JPEG crop.
+    assert res.psnr_jpeg["noisy"] == pytest.approx(20 * torch.log10(torch.tensor(255 / 10)).item(), abs=0.3)
+    ckpt = load_checkpoint(tmp_path / "j.pt", kind="dncnn")
+    assert ckpt["psnr_jpeg"] == res.psnr_jpeg and ckpt["config"]["jpeg_p"] == 0.5
+    assert train_denoiser(paths, tmp_path / "n.pt", DenoiserConfig(sigma=10, steps=1, **TINY)).psnr_jpeg is None
+
+    def interrupt(step, _loss):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_denoiser(paths, tmp_path / "cut.pt", cfg, on_step=interrupt)
+    with pytest.raises(IncompatibleError, match="jpeg_p"):
+        train_denoiser(paths, tmp_path / "cut.pt", DenoiserConfig(**{**cfg.__dict__, "jpeg_p": 0.2}), resume=True)
+    resumed = train_denoiser(paths, tmp_path / "cut.pt", cfg, resume=True)
+    a, b = load_checkpoint(tmp_path / "j.pt")["state_dict"], load_checkpoint(tmp_path / "cut.pt")["state_dict"]
+    assert resumed.steps == 4 and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)

@@ -387,6 +387,10 @@ def denoiser(result, as_json: bool) -> None:
                ("DnCNN - median", "right")],
               [[f"{r['sigma']:g}", f"{r['noisy']:.2f}", f"{r['median3x3']:.2f}", f"{r['dncnn']:.2f}",
                 f"{r['dncnn'] - r['median3x3']:+.2f}"] for r in result.levels]))
+    if result.psnr_jpeg:
+        j = result.psnr_jpeg
+        say(f"on JPEG-{j['quality']:g} crops at sigma {j['sigma']:g} (target: the JPEG crop): noisy {j['noisy']:.2f}, "
+            f"median 3x3 {j['median3x3']:.2f}, DnCNN {j['dncnn']:.2f} dB")
 
 
 def training_plan(cfg, photos: int) -> str:

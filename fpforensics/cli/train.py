@@ -30,6 +30,10 @@ def denoiser(
                      ] = DEFAULTS.denoiser_sigma,
     sigma_max: Annotated[float, typer.Option("--sigma-max", help="Blind training: each patch's noise std is drawn "
                                              "in [--sigma, --sigma-max] (0..255 scale); 0 = off.")] = 0.0,
+    jpeg_p: Annotated[float, typer.Option("--jpeg-p", help="Share of patches JPEG-compressed before the noise is "
+                                          "added, so block artifacts count as content (0..1).")] = 0.0,
+    jpeg_min_quality: Annotated[int, typer.Option("--jpeg-min-quality", help="JPEG quality is drawn in "
+                                                  "[this, 100].")] = 60,
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = DEFAULTS.denoiser_steps,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Patches per step.")
                           ] = DEFAULTS.denoiser_batch_size,
@@ -52,7 +56,8 @@ def denoiser(
     from fpforensics.extractor.denoiser_training import DenoiserConfig, train_denoiser
     from fpforensics.images.decode import list_images
 
-    cfg = DenoiserConfig(sigma=sigma, sigma_max=sigma_max, depth=depth, channels=channels, patch=patch,
+    cfg = DenoiserConfig(sigma=sigma, sigma_max=sigma_max, jpeg_p=jpeg_p, jpeg_min_quality=jpeg_min_quality,
+                         depth=depth, channels=channels, patch=patch,
                          batch_size=batch_size,
                          steps=steps, lr=lr, val_fraction=val_fraction, val_crops=val_crops, save_every=save_every,
                          seed=seed)

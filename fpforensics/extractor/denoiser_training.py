@@ -13,6 +13,13 @@ the denoised output. The difference is the PSNR gain that shows the denoiser lea
 The noise is not clipped to [0, 1]: the residual the extractor uses must be the noise model the
 denoiser learned, and clipping would bias it at dark and bright pixels.
 
+With ``jpeg_p > 0`` that share of the training patches is JPEG-compressed (quality drawn in
+``[jpeg_min_quality, 100]``, at a random 8x8 grid phase) *before* the noise is added, and the target
+is still the noise alone: the network learns that block and ringing artifacts are image content,
+not noise. Without it, the residual of a re-encoded image is dominated by what the denoiser makes
+of JPEG artifacts it never saw, and an extractor trained on that residual loses its fingerprints
+under JPEG. The held-out PSNR is then also reported on JPEG-75 crops (``psnr_jpeg``).
+
 The output checkpoint (kind ``dncnn``) loads with :func:`fpforensics.residual.dncnn.load_dncnn`. While
 training it is rewritten every ``save_every`` steps with the optimizer state, so ``resume=True``
 continues an interrupted run; the final file drops the optimizer state.
@@ -44,6 +51,8 @@ class DenoiserConfig:
 
     sigma: float = DEFAULTS.denoiser_sigma  # on the 0..255 scale
     sigma_max: float = 0.0  # > sigma: blind training, each patch's sigma drawn uniformly in [sigma, sigma_max]
+    jpeg_p: float = 0.0  # share of patches JPEG-compressed before the noise is added (target: the noise alone)
+    jpeg_min_quality: int = 60  # JPEG quality drawn uniformly in [jpeg_min_quality, 100]
     depth: int = DEFAULTS.dncnn_depth
     channels: int = DEFAULTS.dncnn_channels
     patch: int = DEFAULTS.denoiser_patch
@@ -60,6 +69,8 @@ class DenoiserConfig:
         checks = [
             (self.sigma > 0, "--sigma must be > 0"),
             (self.sigma_max == 0 or self.sigma_max > self.sigma, "--sigma-max must be 0 (off) or above --sigma"),
+            (0 <= self.jpeg_p <= 1, "--jpeg-p must be in [0, 1]"),
+            (1 <= self.jpeg_min_quality <= 100, "--jpeg-min-quality must be in 1..100"),
             (self.depth >= 3, "--depth must be at least 3"),
             (self.channels >= 1, "--channels must be >= 1"),
             (self.patch >= 8, "--patch must be at least 8"),
@@ -87,6 +98,7 @@ class DenoiserResult:
     seconds: float
     final_loss: float
     levels: list[dict[str, float]] | None = None  # held-out PSNR per sigma: noisy, median 3x3, DnCNN
+    psnr_jpeg: dict[str, float] | None = None  # the same at --sigma on JPEG-75 crops (jpeg_p > 0 only)
 
     @property
     def psnr_gain(self) -> float:
@@ -96,7 +108,7 @@ class DenoiserResult:
         return {"path": str(self.path), "steps": self.steps, "psnr_noisy": self.psnr_noisy,
                 "psnr_denoised": self.psnr_denoised, "psnr_gain": self.psnr_gain, "train_images": self.train_images,
                 "val_images": self.val_images, "seconds": self.seconds, "final_loss": self.final_loss,
-                "levels": self.levels}
+                "levels": self.levels, "psnr_jpeg": self.psnr_jpeg}
 
 
 def split_photos(photos: list[torch.Tensor], val_fraction: float, seed: int
@@ -122,6 +134,29 @@ def random_patches(photos: list[torch.Tensor], n: int, size: int, gen: torch.Gen
             if mode >= 4:
                 patch = patch.flip(2)
         out[j] = patch
+    return out
+
+
+JPEG_GRID = 8  # the JPEG block size: patches are cut this much larger so the grid phase can vary
+
+
+def jpeg_patches(x: torch.Tensor, p: float, min_quality: int, gen: torch.Generator, size: int) -> torch.Tensor:
+    """``size x size`` crops of ``x`` (``size + JPEG_GRID`` square); a share ``p`` JPEG-compressed first.
+
+    Compression comes before the crop, so the block grid lands at a random phase in the patch,
+    as it does in a crop of a re-encoded image. Every draw comes from ``gen`` (resume-exact).
+    """
+    from fpforensics.perturbations import Jpeg
+
+    jpeg = Jpeg()
+    out = torch.empty(x.shape[0], x.shape[1], size, size)
+    for i in range(x.shape[0]):
+        img = x[i]
+        if float(torch.rand(1, generator=gen)) < p:
+            quality = int(torch.randint(min_quality, 101, (1,), generator=gen))
+            img = jpeg.apply(img, quality, None)
+        dy, dx = (int(v) for v in torch.randint(x.shape[-1] - size + 1, (2,), generator=gen))
+        out[i] = img[:, dy:dy + size, dx:dx + size]
     return out
 
 
@@ -162,6 +197,20 @@ def psnr_by_level(net: DnCNN, clean: torch.Tensor, sigmas: Sequence[float], devi
         rows.append({"sigma": float(sigma), "noisy": noisy, "median3x3": psnr(median3x3(clean + noise), clean),
                      "dncnn": dncnn})
     return rows
+
+
+@torch.no_grad()
+def psnr_on_jpeg(net: DnCNN, clean: torch.Tensor, sigma: float, device: torch.device, seed: int = 0,
+                 quality: int = 75) -> dict[str, float]:
+    """Held-out PSNR against the JPEG-compressed crop, for noise added after compression.
+
+    The JPEG crop is the target: a denoiser that keeps block artifacts as content scores high here.
+    """
+    from fpforensics.perturbations import Jpeg
+
+    jpeg = torch.stack([Jpeg().apply(c, quality, None) for c in clean])
+    row = psnr_by_level(net, jpeg, [sigma], device, seed)[0]
+    return {"quality": float(quality), **row}
 
 
 def _payload(net: DnCNN, cfg: DenoiserConfig, step: int, extra: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +264,8 @@ def train_denoiser(
         if "optimizer" not in state:
             raise InputError(f"{out}: has no optimizer state, cannot resume")
         saved = state.get("config", {})
-        for key in ("sigma", "sigma_max", "depth", "channels", "patch", "batch_size", "steps", "lr", "seed"):
+        for key in ("sigma", "sigma_max", "jpeg_p", "jpeg_min_quality", "depth", "channels", "patch", "batch_size",
+                    "steps", "lr", "seed"):
             if key in saved and saved[key] != getattr(cfg, key):
                 raise IncompatibleError(f"{out}: was started with {key}={saved[key]}, now {getattr(cfg, key)}; "
                                         "use the same settings to resume")
@@ -232,7 +282,11 @@ def train_denoiser(
     while step < cfg.steps:
         # Per-step generator: a resumed run draws exactly the patches the uninterrupted one would.
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        x = random_patches(train, cfg.batch_size, cfg.patch, gen).to(device)
+        if cfg.jpeg_p:
+            x = jpeg_patches(random_patches(train, cfg.batch_size, cfg.patch + JPEG_GRID, gen), cfg.jpeg_p,
+                             cfg.jpeg_min_quality, gen, cfg.patch).to(device)
+        else:
+            x = random_patches(train, cfg.batch_size, cfg.patch, gen).to(device)
         sigma = torch.full((x.shape[0], 1, 1, 1), cfg.sigma)
         if cfg.sigma_max:
             sigma = cfg.sigma + torch.rand(sigma.shape, generator=gen) * (cfg.sigma_max - cfg.sigma)
@@ -257,7 +311,9 @@ def train_denoiser(
     result = DenoiserResult(out, step, psnr_noisy, psnr_denoised, len(train), len(val),
                             time.perf_counter() - started, loss_value,
                             psnr_by_level(net, clean, levels, device, cfg.seed))
-    save_checkpoint(_payload(net, cfg, step, {"levels": result.levels,
+    if cfg.jpeg_p:
+        result.psnr_jpeg = psnr_on_jpeg(net, clean, cfg.sigma, device, cfg.seed)
+    save_checkpoint(_payload(net, cfg, step, {"levels": result.levels, "psnr_jpeg": result.psnr_jpeg,
         "complete": True, "psnr_noisy": psnr_noisy, "psnr_denoised": psnr_denoised,
         "psnr_gain": result.psnr_gain, "train_images": len(train), "val_images": len(val), "final_loss": loss_value,
     }), out, kind="dncnn")
