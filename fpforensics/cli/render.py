@@ -393,6 +393,17 @@ def denoiser(result, as_json: bool) -> None:
             f"median 3x3 {j['median3x3']:.2f}, DnCNN {j['dncnn']:.2f} dB")
 
 
+def fused(ext, out, as_json: bool) -> None:
+    parts = [{"identity": p.identity, "weight": w, "embedding_dim": int(p.embedding_dim),
+              "residual": p.residual.identity} for p, w in zip(ext.parts, ext.weights, strict=True)]
+    if as_json:
+        return emit_json({"path": str(out), "identity": ext.identity, "embedding_dim": ext.embedding_dim,
+                          "parts": parts, "calibrated": False})
+    say(f"wrote {out}: {ext.identity}, {ext.embedding_dim}-d from " + ", ".join(
+        f"{p['identity']} ({p['residual']}) x {p['weight']:.3g}" for p in parts))
+    say("it has no operating points yet: run `fpt calibrate` on it before trusting its verdicts")
+
+
 def training_plan(cfg, photos: int) -> str:
     return (f"{photos} real photos; {cfg.backbone}, batch {cfg.p} models x {cfg.k} images, {cfg.epochs} epochs, "
             f"residual {cfg.residual}, augmentation {'on' if cfg.augment else 'off'}")

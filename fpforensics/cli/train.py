@@ -186,3 +186,29 @@ def _saved(out: Path, kind: str, unit: str, total: int | None) -> str:
         return f"{out} is complete ({unit} {done}{of})"
     resume = common.command_line(add=["--resume"], drop=["--overwrite"])
     return f"saved: {out} holds {unit} {done}{of}; resume with: {resume}"
+
+
+@train_app.command("fuse", cls=common.FptCommand)
+def fuse(
+    extractors: Annotated[list[Path], typer.Argument(metavar="EXTRACTOR...", help="Two or more extractor checkpoints.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output checkpoint (.pt, kind 'extractor').")],
+    weights: Annotated[str | None, typer.Option("--weights", "-w", show_default="equal", help="Comma-separated "
+                                                "weight per extractor (rescaled to sum to 1), e.g. 0.75,0.25.")] = None,
+    overwrite: Overwrite = False,
+    json_out: Json = False,
+) -> None:
+    """Fuse extractors side by side into one (no training): cosine = weighted mean of theirs.
+
+    For extractors that read different residuals (median, DnCNN): docs/accuracy.md. Run
+    `fpt calibrate` on the result before using its verdicts.
+    """
+    from fpforensics.errors import InputError
+    from fpforensics.extractor.fused import fuse_checkpoints
+
+    try:
+        values = [float(w) for w in weights.split(",")] if weights else None
+    except ValueError:
+        raise InputError(f"--weights '{weights}': expected comma-separated numbers, e.g. 0.75,0.25") from None
+    fused = fuse_checkpoints(extractors, values, out, overwrite=overwrite)
+    render.fused(fused, out, json_out)
+

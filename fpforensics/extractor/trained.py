@@ -43,7 +43,13 @@ class TrainedExtractor(Extractor):
     @classmethod
     def from_checkpoint(cls, path: str | Path, backbone: str | None = None) -> TrainedExtractor:
         """Rebuild from a checkpoint; refuse other kinds, unknown transforms or a backbone mismatch."""
-        ckpt = load_checkpoint(path, kind="extractor")
+        return cls.from_payload(load_checkpoint(path, kind="extractor"), path, backbone)
+
+    @classmethod
+    def from_payload(cls, ckpt: dict, path: str | Path = "", backbone: str | None = None) -> TrainedExtractor:
+        """Rebuild from a loaded checkpoint dict (a file's, or one part of a fused extractor's)."""
+        if "fused" in ckpt:
+            raise IncompatibleError(f"{path}: is a fused extractor; load it with fpforensics.load_extractor")
         name = ckpt.get("backbone")
         if name not in BACKBONES:
             raise IncompatibleError(f"{path}: unknown backbone '{name}' (this version knows {', '.join(BACKBONES)})")
@@ -66,6 +72,16 @@ class TrainedExtractor(Extractor):
         ext.calibration = ckpt.get("calibration")  # operating points fitted for these weights (fpt calibrate)
         ext.source = str(path)
         return ext
+
+
+def load_trained_extractor(path: str | Path) -> Extractor:
+    """Any extractor checkpoint: a trained extractor, or a fused one (:mod:`fpforensics.extractor.fused`)."""
+    ckpt = load_checkpoint(path, kind="extractor")
+    if "fused" in ckpt:
+        from fpforensics.extractor.fused import FusedExtractor
+
+        return FusedExtractor.from_payload(ckpt, path)
+    return TrainedExtractor.from_payload(ckpt, path)
 
 
 def identity_of_state(backbone: str, state: dict[str, torch.Tensor], residual_identity: str) -> str:

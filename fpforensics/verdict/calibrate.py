@@ -180,12 +180,12 @@ def calibrate_after_training(path: str | Path, pool: Any, real: Sequence[str | P
     """
     from fpforensics.checkpoints import load_checkpoint
     from fpforensics.errors import FptError
-    from fpforensics.extractor.trained import TrainedExtractor
+    from fpforensics.extractor.trained import load_trained_extractor
     from fpforensics.verdict.stored import write_calibration
 
     try:
         checkpoint = load_checkpoint(path, kind="extractor")
-        extractor = TrainedExtractor.from_checkpoint(path).to(device).eval()
+        extractor = load_trained_extractor(path).to(device).eval()
         cal = calibrate_from_sources(extractor, checkpoint, pool, real, size=size, device=device, precision=precision)
         write_calibration(path, cal, overwrite=True)
         return cal

@@ -79,7 +79,7 @@ def write_calibration(checkpoint: str | Path, calibration: ExtractorCalibration,
     same before the file replaces anything (written atomically).
     """
     from fpforensics.checkpoints import load_checkpoint, save_checkpoint
-    from fpforensics.extractor.trained import TrainedExtractor
+    from fpforensics.extractor.trained import load_trained_extractor
 
     src = Path(checkpoint)
     target = Path(out) if out is not None else src
@@ -89,11 +89,11 @@ def write_calibration(checkpoint: str | Path, calibration: ExtractorCalibration,
     if target.exists() and target.resolve() != src.resolve() and not overwrite:
         raise OutputError(f"{target}: exists (use --overwrite to replace it)")
     payload = load_checkpoint(src, kind="extractor")
-    before = TrainedExtractor.from_checkpoint(src).identity
+    before = load_trained_extractor(src).identity
     payload[KEY] = calibration.to_dict()
     payload.pop("fpt_kind", None)
     save_checkpoint(payload, target, kind="extractor")
-    after = TrainedExtractor.from_checkpoint(target).identity
+    after = load_trained_extractor(target).identity
     if after != before:  # pragma: no cover - a copy of the same tensors cannot change them
         raise IncompatibleError(f"{target}: the extractor's identity changed ({before} -> {after})")
     return target
