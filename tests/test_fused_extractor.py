@@ -93,6 +93,8 @@ def test_fuse_refuses_bad_input(parts, tmp_path):
     fuse_checkpoints(parts, None, tmp_path / "f.pt")
     with pytest.raises(OutputError):
         fuse_checkpoints(parts, None, tmp_path / "f.pt")
+    with pytest.raises(InputError, match="one of the extractors"):
+        fuse_checkpoints(parts, None, parts[0], overwrite=True)
     with pytest.raises(InputError, match="already a fused"):
         fuse_checkpoints([parts[0], tmp_path / "f.pt"], None, tmp_path / "y.pt")
     with pytest.raises(InputError, match="fused"):

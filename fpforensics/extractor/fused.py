@@ -106,7 +106,7 @@ def fuse_checkpoints(paths: Sequence[str | Path], weights: Sequence[float] | Non
     """
     weights = normalized_weights(list(weights) if weights else [1.0] * len(paths), len(paths))
     out = Path(out)
-    if any(Path(p).resolve() == out.resolve() for p in paths if out.exists()):
+    if out.exists() and any(Path(p).resolve() == out.resolve() for p in paths):
         raise InputError(f"{out}: is one of the extractors being fused; write the fused one to a new file")
     check_checkpoint_output(out, "extractor", overwrite=overwrite)
     payloads = []
