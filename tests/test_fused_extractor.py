@@ -19,7 +19,7 @@ from fpforensics.extractor.network import read_init_weights
 from fpforensics.extractor.trained import TrainedExtractor
 from fpforensics.extractor.training import make_config, train_extractor
 from fpforensics.images.decode import list_images
-from tests.helpers import write_test_pool
+from helpers import write_test_pool
 
 runner = CliRunner()
 MICRO = dict(backbone="resnet18", embedding_dim=8, epochs=1, steps_per_epoch=1, p=2, k=2, lr=1e-3,
