@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import write_test_pool
 from typer.testing import CliRunner
 
 from fpforensics.checkpoints import load_checkpoint
@@ -19,7 +20,6 @@ from fpforensics.extractor.network import read_init_weights
 from fpforensics.extractor.trained import TrainedExtractor
 from fpforensics.extractor.training import make_config, train_extractor
 from fpforensics.images.decode import list_images
-from helpers import write_test_pool
 
 runner = CliRunner()
 MICRO = dict(backbone="resnet18", embedding_dim=8, epochs=1, steps_per_epoch=1, p=2, k=2, lr=1e-3,
