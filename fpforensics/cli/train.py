@@ -32,8 +32,8 @@ def denoiser(
                                              "in [--sigma, --sigma-max] (0..255 scale); 0 = off.")] = 0.0,
     jpeg_p: Annotated[float, typer.Option("--jpeg-p", help="Share of patches JPEG-compressed before the noise is "
                                           "added, so block artifacts count as content (0..1).")] = 0.0,
-    jpeg_min_quality: Annotated[int, typer.Option("--jpeg-min-quality", help="JPEG quality is drawn in "
-                                                  "[this, 100].")] = 60,
+    jpeg_min_quality: Annotated[int, typer.Option("--jpeg-min-quality", help="JPEG quality is drawn between "
+                                                  "this and 100.")] = 60,
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps.")] = DEFAULTS.denoiser_steps,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Patches per step.")
                           ] = DEFAULTS.denoiser_batch_size,
