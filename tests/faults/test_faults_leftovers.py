@@ -113,10 +113,11 @@ def test_no_lock_file_after_a_clean_run(tmp_path, photo_dir):
 def test_ctrl_c_in_synthesize_says_what_was_saved_and_the_command(tmp_path, photo_dir):
     """A real SIGINT once the first pack is saved: the message names the parts and the command that resumes."""
     out = tmp_path / "pool.h5"
-    # Enough packs after the first (5 of 2 models, 150 steps each) that the signal lands mid-run on a fast idle machine.
+    # Enough packs after the first (5 of 2 models), each held to its whole step budget (an eta no model reaches),
+    # that the signal lands mid-run even on a fast idle machine.
     args = ["--device", "cpu", "synthesize", "--arch-grid", "K=1,L=1,U=nearest,N=none,S=post,A=relu|tanh|none",
-            "--seeds", "4", "--pack-size", "2", "--max-steps", "150", "--crop", "32", "--real", str(photo_dir),
-            "--out", str(out)]
+            "--seeds", "4", "--pack-size", "2", "--max-steps", "150", "--eta", "1e-9", "--crop", "32",
+            "--real", str(photo_dir), "--out", str(out)]
     proc = start_fpt(*args)
     parts = tmp_path / "pool.h5.parts"
     assert wait_for(lambda: parts.is_dir() and any(parts.glob("part-*.h5")) or proc.poll() is not None, 240)
