@@ -6,6 +6,7 @@ Every case of the campaign is listed, with what it must get, in docs/faults.md.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,9 +37,15 @@ def run_fpt(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
                           text=True, errors="backslashreplace")
 
 
+def _default_sigint() -> None:
+    # A suite started in the background by a non-interactive shell inherits SIGINT ignored, and so
+    # would fpt: the Ctrl-C tests must send fpt a signal it acts on, as it does in a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_fpt(*args: str, cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen(fpt_command(*args), cwd=cwd, env=fpt_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, errors="backslashreplace")
+                            stderr=subprocess.PIPE, text=True, errors="backslashreplace", preexec_fn=_default_sigint)
 
 
 def wait_for(predicate, timeout: float = 120.0, every: float = 0.05) -> bool:
