@@ -24,6 +24,8 @@ from fpforensics.spectrum import log_magnitude_spectrum
 
 
 def centre_crops(folder: Path, per_folder: int, size: int) -> torch.Tensor:
+    if not folder.is_dir():
+        raise SystemExit(f"error: {folder}: not a folder of model folders")
     crops = []
     for model in sorted(p for p in folder.iterdir() if p.is_dir()):
         for path in sorted(list_images([model]))[:per_folder]:

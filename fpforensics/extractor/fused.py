@@ -30,9 +30,8 @@ import torch.nn.functional as F
 from fpforensics.checkpoints import check_checkpoint_output, load_checkpoint, save_checkpoint
 from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.extractor.base import Extractor
-from fpforensics.extractor.trained import TrainedExtractor
+from fpforensics.extractor.trained import FUSED_KEY, TrainedExtractor
 
-FUSED_KEY = "fused"
 FORMAT_VERSION = 1
 # What a part's checkpoint does not need inside a fused file: its own operating points (not the
 # fused extractor's) and the training state (history, optimizer).
@@ -90,9 +89,9 @@ def _common_heldout(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     held = [set(p.get("heldout_archs") or []) for p in parts]
     seen = set().union(*(set(p.get("seen_archs") or []) for p in parts))
     out: dict[str, Any] = {"heldout_archs": sorted(set.intersection(*held) - seen), "seen_archs": sorted(seen)}
-    prints = {str(p.get("pool_fingerprint")) for p in parts}
+    prints = {p.get("pool_fingerprint") for p in parts}
     ids = {tuple(sorted(int(i) for i in p.get("heldout_model_ids") or [])) for p in parts}
-    if len(prints) == 1 and len(ids) == 1 and "None" not in prints:  # one pool, one split: the model ids hold too
+    if len(prints) == 1 and len(ids) == 1 and None not in prints:  # one pool, one split: the model ids hold too
         out["pool_fingerprint"] = parts[0]["pool_fingerprint"]
         out["heldout_model_ids"] = list(next(iter(ids)))
     return out

@@ -84,7 +84,9 @@ def read_init_weights(path: str | Path) -> InitWeights:
     meta = None
     if isinstance(state, dict) and "fpt_kind" in state:
         payload = load_checkpoint(path, kind="extractor")
-        if "fused" in payload:
+        from fpforensics.extractor.trained import FUSED_KEY
+
+        if FUSED_KEY in payload:
             raise InputError(f"{path}: is a fused extractor; --init takes one of the extractors it is made of")
         full = payload["state_dict"]
         extra = {k: v for k, v in full.items() if k.startswith(("input_norm.", "head."))}

@@ -25,6 +25,8 @@ from fpforensics.residual import residual_from_payload
 from fpforensics.residual.base import ResidualExtractor
 from fpforensics.spectrum import log_magnitude_spectrum
 
+FUSED_KEY = "fused"  # the checkpoint key that marks a fused extractor (fpforensics.extractor.fused)
+
 
 class TrainedExtractor(Extractor):
     """Residual -> log-magnitude spectrum -> :class:`FingerprintNet` embedding (raw; callers L2-normalise)."""
@@ -48,7 +50,7 @@ class TrainedExtractor(Extractor):
     @classmethod
     def from_payload(cls, ckpt: dict, path: str | Path = "", backbone: str | None = None) -> TrainedExtractor:
         """Rebuild from a loaded checkpoint dict (a file's, or one part of a fused extractor's)."""
-        if "fused" in ckpt:
+        if FUSED_KEY in ckpt:
             raise IncompatibleError(f"{path}: is a fused extractor; load it with fpforensics.load_extractor")
         name = ckpt.get("backbone")
         if name not in BACKBONES:
@@ -77,7 +79,7 @@ class TrainedExtractor(Extractor):
 def load_trained_extractor(path: str | Path) -> Extractor:
     """Any extractor checkpoint: a trained extractor, or a fused one (:mod:`fpforensics.extractor.fused`)."""
     ckpt = load_checkpoint(path, kind="extractor")
-    if "fused" in ckpt:
+    if FUSED_KEY in ckpt:
         from fpforensics.extractor.fused import FusedExtractor
 
         return FusedExtractor.from_payload(ckpt, path)
