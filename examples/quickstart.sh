@@ -17,5 +17,6 @@ for model in demo/generated/*/; do
 done
 fpt gallery list --gallery demo/gallery.h5
 fpt identify demo/generated/K1L1UdArN0So/01[0-5].png --gallery demo/gallery.h5 --top-k 3
-fpt verify demo/generated/K1L1UnArN0So/011.png demo/generated/K1L1UnArN0So/012.png
+fpt verify demo/generated/K1L1UdArN0So/011.png demo/generated/K1L1UdArN0So/012.png   # two images of one model
+fpt verify demo/generated/K1L1UdArN0So/011.png demo/generated/K1L1UbArN0So/011.png   # two models
 fpt ffd demo/generated demo/generated --images-per-model 16

@@ -45,3 +45,11 @@ def test_quickstart_script_runs_and_attributes_correctly(tmp_path):
     assert (tmp_path / "demo" / "gallery.h5").exists() and (tmp_path / "demo" / "pool.h5").exists()
     assert len(list((tmp_path / "demo" / "generated").iterdir())) == 3
     assert "0.0000" in out  # ffd of a set against itself
+    demo = tmp_path / "demo" / "generated"
+    verdicts = []
+    for a, b in (("K1L1UdArN0So/011.png", "K1L1UdArN0So/012.png"), ("K1L1UdArN0So/011.png", "K1L1UbArN0So/011.png")):
+        v = subprocess.run(["fpt", "-q", "verify", str(demo / a), str(demo / b), "--json"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert v.returncode == 0, v.stderr
+        verdicts.append(json.loads(v.stdout)["verdict"])
+    assert verdicts == ["same model", "different models"]  # the README's two verify lines
