@@ -14,6 +14,7 @@ on this machine (``fpforensics.device.resolve_precision``).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -88,10 +89,7 @@ def bench_synthesis_step(args, device, crop: int) -> list[tuple[str, float]]:
 
 
 @torch.no_grad()
-def bench_embedding(args, device) -> tuple[list[tuple[str, float]], float]:
-    from fpforensics.extractor import load_extractor
-
-    ext = load_extractor(args.extractor, device)
+def bench_embedding(args, device, ext) -> tuple[list[tuple[str, float]], float]:
     crops = torch.rand(args.batch, 3, 128, 128, device=device)
     ref = F.normalize(ext.embed_crops(crops).float(), dim=1)
     rows, worst = [], 0.0
@@ -136,6 +134,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    ext = None
+    if "embed" in parts:  # load first: a bad --extractor is a one-line error before any timing
+        from fpforensics.errors import FptError
+        from fpforensics.extractor import load_extractor
+
+        try:
+            ext = load_extractor(args.extractor, device)
+        except FptError as exc:
+            sys.exit(f"error: {exc}")
     print(f"device {device}, threads {torch.get_num_threads()}, torch {torch.__version__}, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: {bf16_is_fast(device)}")
     if "train" in parts:
@@ -146,7 +153,7 @@ def main() -> None:
             show(f"synthetic auto-encoder training step ({args.arch}, batch 8, {crop} px)",
                  bench_synthesis_step(args, device, crop))
     if "embed" in parts:
-        rows, worst = bench_embedding(args, device)
+        rows, worst = bench_embedding(args, device, ext)
         show(f"embedding with the extractor {args.extractor} (batch {args.batch} crops)", rows)
         print(f"\nbf16 vs fp32 embeddings: worst 1 - cosine = {worst:.2e}")
     print(f"--precision auto on this machine: {resolve_precision('auto', device)}")

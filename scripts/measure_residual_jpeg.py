@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from fpforensics.errors import FptError
 from fpforensics.images.decode import list_images, load_image
 from fpforensics.perturbations import Jpeg
 from fpforensics.residual import build_residual
@@ -46,8 +47,7 @@ def spectrum_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def measure(crops: torch.Tensor, residual_spec: str, qualities: list[int]) -> dict:
-    residual = build_residual(residual_spec).eval()
+def measure(crops: torch.Tensor, residual_spec: str, residual, qualities: list[int]) -> dict:
     clean = residual(crops)
     rms = float(clean.pow(2).mean().sqrt()) * 255
     row = {"residual": residual_spec, "rms_clean": rms}
@@ -68,10 +68,14 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     args = ap.parse_args()
     torch.manual_seed(0)
+    try:  # every residual first: a missing or wrong-kind DnCNN file is a one-line error before any work
+        residuals = [build_residual(spec).eval() for spec in args.residual]
+    except FptError as exc:
+        raise SystemExit(f"error: {exc}") from None
     crops = centre_crops(args.folder, args.per_folder, args.size)
     print(json.dumps({"images": len(crops)}))
-    for spec in args.residual:
-        print(json.dumps(measure(crops, spec, args.quality or [90, 75])), flush=True)
+    for spec, residual in zip(args.residual, residuals, strict=True):
+        print(json.dumps(measure(crops, spec, residual, args.quality or [90, 75])), flush=True)
 
 
 if __name__ == "__main__":
