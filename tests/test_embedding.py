@@ -65,21 +65,21 @@ def test_cache_transform_and_unreadable_files(model_set_dir, tmp_path):
     paths = [*list_images(model_set_dir / "model0"), bad]
     encoder = ExtractorEncoder(load_extractor("spectral"), grid=1)
     cache = EmbeddingCache(tmp_path / "cache")
-    flipped = []
+    transformed = []
 
     def stripe(img: torch.Tensor, pos: int) -> torch.Tensor:
         # Every other column brightened: a periodic trace the spectral extractor must see. (A flip
         # would not do: the radial spectrum of the median residual is nearly flip-invariant.)
-        flipped.append(pos)
+        transformed.append(pos)
         out = img.clone()
         out[..., ::2] = (out[..., ::2] + 0.1).clamp(max=1.0)
         return out
 
     first = embed_files([encoder], paths, cache=cache, cache_key=lambda e: e.identity + "|stripe", transform=stripe)
-    assert first.cached == [False] and flipped == list(range(6)) and first.mask(7).tolist() == [True] * 6 + [False]
+    assert first.cached == [False] and transformed == list(range(6)) and first.mask(7).tolist() == [True] * 6 + [False]
     assert [p for p, _ in first.skipped] == [bad]
     again = embed_files([encoder], paths, cache=cache, cache_key=lambda e: e.identity + "|stripe", transform=stripe)
-    assert again.cached == [True] and len(flipped) == 6  # nothing decoded the second time
+    assert again.cached == [True] and len(transformed) == 6  # nothing decoded the second time
     np.testing.assert_array_equal(again.rows[0], first.rows[0])
     plain = embed_files([encoder], paths)
     assert not np.allclose(plain.rows[0], first.rows[0])  # the transform was applied
