@@ -143,19 +143,52 @@ def _operating_point(calibration: Any, kind: str, threshold: str | float | None,
     return resolve_operating_point(cal, threshold, max_false_match_rate)
 
 
+def _photo_cut(reference: Any, choice: GalleryChoice, photo_cut: Any) -> tuple[float | None, dict | None, str | None]:
+    """The real-photo rule's cut for a gallery query: ``calibrated`` (the rule's own) or ``enrolled[:KEEP]``.
+
+    Returns ``(cut or None for the rule's own, what it is as JSON, a note)``.
+    """
+    from fpforensics.verdict.realphoto import PhotoCut, enrolled_cut
+
+    pc = PhotoCut.parse(photo_cut)
+    if reference is None:
+        if pc.name != "calibrated":
+            raise InputError(f"--photo-cut {pc.label}: the extractor stores no real-photo rule to cut "
+                             "(calibrate it with `fpt calibrate`)")
+        return None, None, None
+    rule = reference.rules["image-fingerprint"]
+    if pc.name == "calibrated":
+        return None, {"name": "calibrated", "cut": round(rule.cut, 6)}, None
+    if len(choice.galleries) > 1:
+        raise InputError(f"--photo-cut {pc.label}: fitted on one gallery's enrolled images; the built-in reference "
+                         "gallery keeps fingerprints only, so leave out --with-builtin")
+    sample = choice.primary.enrolled_sample()
+    cut, info = enrolled_cut(reference, sample.embeddings, sample.labels, pc.keep, fingerprints=sample.fingerprints,
+                             row_sums=sample.row_sums, row_counts=sample.row_counts)
+    info = {"name": pc.label, **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in info.items()}}
+    note = (f"real-photo cut {cut:.4f} (enrolled: keeps {pc.keep:.0%} of the gallery's {info['images']} enrolled "
+            f"images, each scored without itself; the calibrated cut is {rule.cut:.4f}"
+            + ("" if info["raised"] else ", kept as it already does") + ")")
+    return (cut if info["raised"] else None), info, note
+
+
 def identify(inputs: Paths, gallery: Gallery | str | Path | None = None, extractor: Any = DEFAULTS.extractor,
              top_k: int = DEFAULTS.top_k, threshold: str | float | None = None, grid: int = DEFAULTS.grid,
              batch_size: int = DEFAULTS.embed_batch_size, device: Any = "auto", precision: str = DEFAULTS.precision,
              on_start: OnImage = None, on_image: OnImage = None, on_skip: OnSkip = None, *,
-             max_false_match_rate: float | None = None, with_builtin: bool = False) -> Identified:
+             max_false_match_rate: float | None = None, with_builtin: bool = False,
+             photo_cut: str | None = None) -> Identified:
     """1:N identification: rank the gallery's models for each image and give each image a verdict.
 
     ``gallery``: a :class:`Gallery` or its path; None: the user's gallery
     (:func:`~fpforensics.gallery.default_gallery_path`) when it exists, else the built-in
     reference gallery; ``with_builtin`` adds the built-in one. ``threshold``: None (the extractor's
     calibrated image-to-fingerprint threshold), a cosine, ``paper``, ``calibrated``, ``fmr:RATE``
-    or ``gallery``; or ``max_false_match_rate``. Verdicts: attributed, ambiguous, unknown (also
-    "closest to camera photographs"), insufficient signal. The extractor must be the gallery's.
+    or ``gallery``; or ``max_false_match_rate``. ``photo_cut``: the real-photo rule's cut,
+    ``calibrated`` (default) or ``enrolled[:KEEP]`` (raised so that KEEP of the gallery's enrolled
+    images pass; :func:`~fpforensics.verdict.realphoto.enrolled_cut`). Verdicts: attributed,
+    ambiguous, unknown (also "closest to camera photographs"), insufficient signal. The extractor
+    must be the gallery's.
     """
     from fpforensics.verdict.match import identify as search
     from fpforensics.verdict.results import extractor_ref, judge_identification
@@ -179,10 +212,12 @@ def identify(inputs: Paths, gallery: Gallery | str | Path | None = None, extract
     ident = search(e.embeddings, target, top_k=max(top_k, 2), threshold=op.threshold)
     margin_rule = fp_cal.margin if fp_cal is not None else None
     reference = cal.real_reference if cal is not None else None
+    cut, cut_info, cut_note = _photo_cut(reference, choice, photo_cut)
     results = judge_identification(e.paths, e.embeddings, ident.names, ident.indices, ident.scores, op, fp_cal,
-                                   margin_rule, reference, e.signal, extractor_ref(ext), top_k, choice.family)
+                                   margin_rule, reference, e.signal, extractor_ref(ext), top_k, choice.family,
+                                   camera_cut=cut, camera_cut_info=cut_info)
     notes = [n for n in (choice.note, op.describe(), margin_rule.describe() if margin_rule else None,
-                         reference.describe() if reference else None) if n]
+                         reference.describe() if reference else None, cut_note) if n]
     return Identified(e, ident, choice.primary, results, op, margin_rule, choice.labels, notes)
 
 
@@ -243,7 +278,8 @@ def _side(e: Embeddings) -> tuple[Any, list[Any]]:
 
 def _pair_result(sides: list[Embeddings], vectors: list[Any], checks: list[list[Any]], labels: list[str], ext: Any,
                  cal: Any, op: Any, kind: str, note: str | None, model: str | None = None,
-                 gallery: str | None = None, extra_notes: Sequence[str] = ()) -> Verified:
+                 gallery: str | None = None, extra_notes: Sequence[str] = (), camera_cut: float | None = None,
+                 camera_cut_info: dict | None = None) -> Verified:
     """Score, judge and cite a 1:1 comparison of ``vectors`` (the shared tail of :func:`verify` and :func:`verify_model`)."""
     from fpforensics.verdict.match import verify as compare
     from fpforensics.verdict.provenance import Provenance
@@ -251,7 +287,7 @@ def _pair_result(sides: list[Embeddings], vectors: list[Any], checks: list[list[
 
     res = compare(vectors[0], vectors[1], op.threshold)
     reference = cal.real_reference if cal is not None else None
-    cameras = [reference.check(v[None], [res.cosine], kind)[0] if reference is not None else None
+    cameras = [reference.check(v[None], [res.cosine], kind, cut=camera_cut)[0] if reference is not None else None
                for v in vectors[:len(sides)]]
     cameras += [None] * (2 - len(cameras))
     signals = [next((c for c in s if not c.ok), None) if s and not any(c.ok for c in s) else None for s in checks]
@@ -261,8 +297,9 @@ def _pair_result(sides: list[Embeddings], vectors: list[Any], checks: list[list[
     prob = float(score_cal.probability(res.cosine)) if score_cal is not None else None
     ref = extractor_ref(ext)
     prov: dict = {}
+    point = op.to_dict() if camera_cut_info is None else {**op.to_dict(), "real_photo_cut": camera_cut_info}
     for label, e in zip(("a", "b"), sides, strict=False):
-        prov[label] = [Provenance.for_image(p, ref, op.to_dict()).to_dict() for p in e.paths]
+        prov[label] = [Provenance.for_image(p, ref, point).to_dict() for p in e.paths]
     notes = [op.describe(), *extra_notes]
     if reference is not None:
         notes.append(reference.describe(kind))
@@ -305,10 +342,11 @@ def verify_model(image: str | Path, model: str, gallery: Gallery | str | Path | 
                  batch_size: int = DEFAULTS.embed_batch_size, device: Any = "auto",
                  precision: str = DEFAULTS.precision, on_start: OnImage = None, on_image: OnImage = None,
                  on_skip: OnSkip = None, *, max_false_match_rate: float | None = None,
-                 with_builtin: bool = False) -> Verified:
+                 with_builtin: bool = False, photo_cut: str | None = None) -> Verified:
     """Made by enrolled model ``model`` or not: an image (or folder) against that model's fingerprint.
 
-    Uses the image-to-fingerprint calibration (as ``identify`` does) and the same gallery choice.
+    Uses the image-to-fingerprint calibration (as ``identify`` does), the same gallery choice and
+    the same ``photo_cut``.
     """
     from fpforensics.verdict.stored import ExtractorCalibration
 
@@ -330,8 +368,10 @@ def verify_model(image: str | Path, model: str, gallery: Gallery | str | Path | 
                  on_skip=on_skip, signal=True)
     vector, checks = _side(side)
     where = choice.labels[0] if len(choice.labels) == 1 else " + ".join(choice.labels)
+    cut, cut_info, cut_note = _photo_cut(cal.real_reference if cal is not None else None, choice, photo_cut)
     return _pair_result([side], [vector, fps[names.index(model)]], [checks, []], ["the image", model], ext, cal, op,
-                        "image-fingerprint", None, model, where, [n for n in (choice.note,) if n])
+                        "image-fingerprint", None, model, where, [n for n in (choice.note, cut_note) if n],
+                        camera_cut=cut, camera_cut_info=cut_info)
 
 
 def calibrate_extractor(extractor: str | Path, pool: Any, real: Paths, generators: str | Path | None = None,

@@ -10,7 +10,9 @@ A gallery of every generator of ``--generated`` (``--shots`` images each, seeded
 * **top-1** among the accepted images against top-1 over all of them (closed set);
 * **AUROC** of photographs against generator images, by the rule's score and by the best cosine;
 * the same rates **before**: the gallery's own open-set threshold (fitted on its enrolled
-  images, the previous default) and no real-photo rule.
+  images, the previous default) and no real-photo rule;
+* the same rates with the **enrolled cut** (``fpt identify --photo-cut enrolled``: the rule's cut
+  raised until ``--keep`` of each split's gallery images, scored without themselves, pass).
 
 Run it again on a new extractor after ``fpt calibrate`` (or training, which calibrates at its end)::
 
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--calibration-models", type=int, default=9,
                     help="the first N generator folders (sorted) form the calibration half")
     ap.add_argument("--threshold", default=None, help="operating point (default: the calibrated one)")
+    ap.add_argument("--keep", type=float, default=None,
+                    help="share of the gallery images the enrolled cut keeps (default: fpt identify's)")
     ap.add_argument("--shots", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -138,6 +142,13 @@ def main(argv: list[str] | None = None) -> dict:
     res["per_folder"] = {name: real_photo_open_set(emb, labels, rows, cal, args.threshold, **common)["real_rejection"]
                          for name, rows in photo_rows.items()}
     res["before"] = gallery_threshold_rates(emb, labels, photos, args.shots, args.repeats, args.seed)
+    if cal is not None and cal.real_reference is not None:
+        spec = "enrolled" if args.keep is None else f"enrolled:{args.keep}"
+        res["enrolled_cut"] = real_photo_open_set(emb, labels, photos, cal, args.threshold, subsets=subsets,
+                                                  photo_cut=spec, **common)
+        res["enrolled_cut"]["per_folder"] = {
+            name: real_photo_open_set(emb, labels, rows, cal, args.threshold, photo_cut=spec, **common)["real_rejection"]
+            for name, rows in photo_rows.items()}
     res.update(extractor=ext.identity, generators=names, photos={n: len(r) for n, r in photo_rows.items()},
                calibration=cal.summary() if cal else None, seconds=round(time.time() - t0, 1))
 
@@ -155,6 +166,14 @@ def main(argv: list[str] | None = None) -> dict:
           f"{pct(res['auroc_max_cosine'])} % by the best cosine alone")
     print(f"  before (gallery threshold, no real-photo rule): photographs unknown {pct(res['before']['real_rejection'])}"
           f" %, generator images accepted {pct(res['before']['acceptance'])} %")
+    if "enrolled_cut" in res:
+        e = res["enrolled_cut"]
+        print(f"  with --photo-cut {e['photo_cut']} (cut {e['cut']['mean']:.3f} vs {res['rule']['cut']:.3f}): "
+              f"photographs unknown {pct(e['real_rejection'])} % ("
+              + ", ".join(f"{n} {pct(v)}" for n, v in e["per_folder"].items()) + f"), generator images accepted "
+              f"{pct(e['acceptance'])} %, top-1 among accepted {pct(e['top1_accepted'])} %")
+        for g, d in e.get("subsets", {}).items():
+            print(f"    {g}: accepted {pct(d['acceptance'])} %, top-1 among accepted {pct(d['top1_accepted'])} %")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2, default=str))
     return res

@@ -18,6 +18,7 @@ from fpforensics.cli.options import (
     Json,
     MaxFalseMatchRate,
     Overwrite,
+    PhotoCut,
     Precision,
     Shard,
     Threshold,
@@ -86,6 +87,7 @@ def identify(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Models listed per image.")] = DEFAULTS.top_k,
     threshold: Threshold = None,
     max_false_match_rate: MaxFalseMatchRate = None,
+    photo_cut: PhotoCut = None,
     gallery: Gallery = None,
     with_builtin: WithBuiltin = False,
     extractor: Extractor = DEFAULTS.extractor,
@@ -117,7 +119,8 @@ def identify(
     with common.bar("identifying") as bar:
         result = run_identify(inputs, gallery, extractor, top_k, threshold, grid, batch_size, common.get_device(),
                               precision, on_start=bar.start, on_image=bar.advance, on_skip=bar.skipped,
-                              max_false_match_rate=max_false_match_rate, with_builtin=with_builtin)
+                              max_false_match_rate=max_false_match_rate, with_builtin=with_builtin,
+                              photo_cut=photo_cut)
     render.identified(result, json_out, csv_out)
     if report is not None:
         from fpforensics.api import write_report
@@ -135,6 +138,7 @@ def verify(
     with_builtin: WithBuiltin = False,
     threshold: Threshold = None,
     max_false_match_rate: MaxFalseMatchRate = None,
+    photo_cut: PhotoCut = None,
     extractor: Extractor = DEFAULTS.extractor,
     grid: Grid = DEFAULTS.grid,
     batch_size: BatchSize = DEFAULTS.embed_batch_size,
@@ -152,13 +156,14 @@ def verify(
 
     if (b is None) == (model is None):
         raise InputError("give a second image B, or --model NAME (an enrolled model), not both")
-    if model is None and (gallery is not None or with_builtin):
-        raise InputError("--gallery and --with-builtin go with --model")
+    if model is None and (gallery is not None or with_builtin or photo_cut is not None):
+        raise InputError("--gallery, --with-builtin and --photo-cut go with --model")
     with common.bar("verifying") as bar:
         if model is not None:
             result = verify_model(a, model, gallery, extractor, threshold, grid, batch_size, common.get_device(),
                                   precision, on_start=bar.start, on_image=bar.advance, on_skip=bar.skipped,
-                                  max_false_match_rate=max_false_match_rate, with_builtin=with_builtin)
+                                  max_false_match_rate=max_false_match_rate, with_builtin=with_builtin,
+                                  photo_cut=photo_cut)
         else:
             result = run_verify(a, b, extractor, threshold, grid, batch_size, common.get_device(), precision,
                                 on_start=bar.start, on_image=bar.advance, on_skip=bar.skipped,

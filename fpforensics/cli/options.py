@@ -117,6 +117,11 @@ Threshold = Annotated[str | None, typer.Option(
 MaxFalseMatchRate = Annotated[float | None, typer.Option(
     "--max-false-match-rate", min=0.0, max=1.0, show_default="none",
     help="Lowest threshold whose false-match rate on the calibration data is at most this (same as fmr:RATE).")]
+PhotoCut = Annotated[str | None, typer.Option(
+    "--photo-cut", metavar="calibrated|enrolled[:KEEP]", show_default="calibrated",
+    help="Cut of the real-photo rule: 'calibrated' (fitted with the extractor); 'enrolled:0.9' (raised so that 90% "
+         "of the gallery's enrolled images, each scored without itself, pass: fewer generator images answered "
+         "unknown, more photographs attributed; needs a gallery that keeps its images' embeddings).")]
 WithBuiltin = Annotated[bool, typer.Option(
     "--with-builtin", help="Search the built-in reference gallery too, beside --gallery (or your gallery).")]
 

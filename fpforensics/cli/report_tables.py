@@ -72,9 +72,11 @@ def real_photo_rows(report: dict) -> list[list[str]]:
     rows = []
     for e in report["extractors"]:
         r = report["results"][e["label"]]["clean"].get("real_photos")
-        if r:
-            rows.append([_name(e), _pm(r["real_rejection"]), _pm(r["acceptance"]), _pm(r["top1_accepted"]),
-                         _pm(r["top1_all"]), _pm(r["auroc"]), _pm(r["auroc_max_cosine"])])
+        for cut in ([r, r.get("enrolled_cut")] if r else []):
+            if cut:
+                name = _name(e) + (f" (--photo-cut {cut['photo_cut']})" if cut is not r else "")
+                rows.append([name, _pm(cut["real_rejection"]), _pm(cut["acceptance"]), _pm(cut["top1_accepted"]),
+                             _pm(cut["top1_all"]), _pm(cut["auroc"]), _pm(cut["auroc_max_cosine"])])
     return rows
 
 

@@ -14,7 +14,9 @@ threshold and its real-photo rule; the paper's threshold without a calibration):
   best cosine without a real-photo reference), and ``auroc_max_cosine`` by the best cosine alone.
 
 ``subsets`` reports the model-image figures again on named groups of models (e.g. the generators
-not used for calibration).
+not used for calibration). ``photo_cut`` (``calibrated`` or ``enrolled[:KEEP]``) is the real-photo
+rule's cut as ``fpt identify --photo-cut`` applies it; ``enrolled`` is fitted on each split's gallery
+images only.
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ from fpforensics.metrics import l2_normalize
 
 def real_photo_open_set(embeddings: np.ndarray, labels: np.ndarray, real: np.ndarray, calibration=None,
                         threshold: str | float | None = None, shots: int = 10, repeats: int = 5, seed: int = 0,
-                        names: Sequence[str] | None = None, subsets: dict[str, Sequence[str]] | None = None) -> dict:
+                        names: Sequence[str] | None = None, subsets: dict[str, Sequence[str]] | None = None,
+                        photo_cut: str = "calibrated") -> dict:
     """The measures of the module docstring, mean ± std over ``repeats`` seeded splits."""
     from fpforensics.verdict.calibration import resolve_operating_point
+    from fpforensics.verdict.realphoto import PhotoCut, enrolled_cut
+
+    pc = PhotoCut.parse(photo_cut)
 
     emb = l2_normalize(np.asarray(embeddings, np.float64), dtype=np.float64)
     real = l2_normalize(np.asarray(real, np.float64), dtype=np.float64)
@@ -43,7 +49,7 @@ def real_photo_open_set(embeddings: np.ndarray, labels: np.ndarray, real: np.nda
     op = resolve_operating_point(fp_cal, threshold)
     r_real = ref.score(real) if ref is not None else None
     keys = ["real_rejection", "acceptance", "top1_accepted", "top1_all", "auroc", "auroc_max_cosine",
-            "real_rejection_threshold_only"]
+            "real_rejection_threshold_only", "cut"]
     per: dict[str, list[float]] = {k: [] for k in keys}
     groups = {name: np.isin(np.asarray(names)[labels], list(models)) for name, models in (subsets or {}).items()} \
         if names is not None else {}
@@ -58,9 +64,11 @@ def real_photo_open_set(embeddings: np.ndarray, labels: np.ndarray, real: np.nda
         known_q, known_r = s_q >= op.threshold, s_r >= op.threshold
         if ref is not None:
             rule = ref.rules["image-fingerprint"]
+            cut = rule.cut if pc.name == "calibrated" else enrolled_cut(ref, emb[gal], labels[gal], pc.keep)[0]
+            per["cut"].append(float(cut))
             z_q, z_r = rule.z(s_q, ref.score(emb[qry])), rule.z(s_r, r_real)
-            known_q &= z_q <= rule.cut
-            known_r &= z_r <= rule.cut
+            known_q &= z_q <= cut
+            known_r &= z_r <= cut
             score_q, score_r = -z_q, -z_r
         else:
             score_q, score_r = s_q, s_r
@@ -77,9 +85,10 @@ def real_photo_open_set(embeddings: np.ndarray, labels: np.ndarray, real: np.nda
             sub[g]["acceptance"].append(float(known_q[m].mean()) if m.any() else float("nan"))
             sub[g]["top1_accepted"].append(float(right[m & known_q].mean()) if (m & known_q).any() else float("nan"))
             sub[g]["top1_all"].append(float(right[m].mean()) if m.any() else float("nan"))
-    out = {k: mean_std(v) for k, v in per.items()}
-    out.update(operating_point=op.to_dict(), real_photos=int(len(real)), queries=int(len(qry)), shots=shots,
-               repeats=repeats, rule=ref.rules["image-fingerprint"].to_dict() if ref is not None else None)
+    out = {k: mean_std(v) for k, v in per.items() if v}
+    out.update(photo_cut=pc.label if ref is not None else None, operating_point=op.to_dict(),
+               real_photos=int(len(real)), queries=int(len(qry)), shots=shots, repeats=repeats,
+               rule=ref.rules["image-fingerprint"].to_dict() if ref is not None else None)
     if groups:
         out["subsets"] = {g: {"models": list((subsets or {})[g]), **{k: mean_std(v) for k, v in d.items()}}
                           for g, d in sub.items()}

@@ -269,8 +269,11 @@ def real_photo_results(dataset: EvalDataset, extractors: list[ExtractorEntry], e
                        on_image=advance)
     for i, e in enumerate(extractors):
         cal, _ = shipped_operating_point(e.extractor)
-        out = real_photo_open_set(embeddings[(e.label, CLEAN.label)][rows], dataset.labels, done.rows[i], cal,
-                                  shots=settings.shots, repeats=settings.repeats, seed=settings.seed)
+        args = (embeddings[(e.label, CLEAN.label)][rows], dataset.labels, done.rows[i], cal)
+        common = dict(shots=settings.shots, repeats=settings.repeats, seed=settings.seed)
+        out = real_photo_open_set(*args, **common)
+        if cal is not None and cal.real_reference is not None:  # the other cut fpt identify offers, on the same splits
+            out["enrolled_cut"] = real_photo_open_set(*args, photo_cut="enrolled", **common)
         out["folders"] = list(settings.real_photos)
         results[e.label][CLEAN.label]["real_photos"] = out
 

@@ -242,6 +242,15 @@ class Gallery:
         blobs = store.images(row.id)[2]
         return np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), self.dim)
 
+    def enrolled_sample(self, max_images: int = MAX_CALIBRATION_QUERIES) -> EnrolledSample:
+        """The enrolled images' embeddings as rows ready for leave-one-out scoring (:func:`sample_enrolled`)."""
+        if not self.has_image_embeddings:
+            raise InputError(f"{self.path or 'the gallery'} holds fingerprints only: its enrolled images' embeddings "
+                             "were not kept, so nothing can be fitted on them")
+        if not len(self):
+            raise InputError(f"{self.path or 'the gallery'} is empty")
+        return sample_enrolled(self._reader(), self.dim, max_images)
+
     def _row(self, store: GalleryStore, name: str):
         row = store.model_row(name)
         if row is None:
@@ -479,11 +488,27 @@ def finish_change(store: GalleryStore, meta: Meta, now: str, recalibrate: bool =
     store.write_meta(meta)
 
 
-def calibrate_store(store: GalleryStore, dim: int, max_images: int = MAX_CALIBRATION_QUERIES) -> Calibration:
-    """:func:`calibrate_threshold` on the stored images: all of them up to ``max_images``, else a fixed sample.
+@dataclass
+class EnrolledSample:
+    """Enrolled images as rows with what scoring them leave-one-out needs (a fixed sample of a large gallery).
 
-    A sample reads ``max_images`` embeddings and their models' stored sums, so recalibrating a
-    gallery of 10^5 models reads about as much as one of 10^3.
+    ``labels`` index ``fingerprints`` (every model, enrollment order); ``row_sums`` / ``row_counts``
+    are each row's model sum and image count, so a sample is scored as if the whole gallery were read.
+    """
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    fingerprints: np.ndarray
+    row_sums: np.ndarray
+    row_counts: np.ndarray
+    total: int  # enrolled images in the gallery (>= len(embeddings))
+
+
+def sample_enrolled(store: GalleryStore, dim: int, max_images: int = MAX_CALIBRATION_QUERIES) -> EnrolledSample:
+    """All stored image embeddings up to ``max_images``, else a fixed random sample of them.
+
+    A sample reads ``max_images`` embeddings and their models' stored sums, so scoring a gallery of
+    10^5 models reads about as much as one of 10^3.
     """
     fp_ids, _, fingerprints = store.fingerprints(dim)
     position = {int(m): i for i, m in enumerate(fp_ids)}
@@ -492,7 +517,12 @@ def calibrate_store(store: GalleryStore, dim: int, max_images: int = MAX_CALIBRA
     if total <= max_images:
         owners, blobs = store.all_image_rows()
         emb = np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), dim)
-        return calibrate_threshold(emb, np.array([position[m] for m in owners], np.int64), fingerprints)
+        labels = np.array([position[m] for m in owners], np.int64)
+        sums = {int(m): vector(v, np.float64) for m, v in store.sums(np.unique(owners).tolist()).items()} \
+            if len(owners) else {}
+        by_id = dict(zip(model_ids.tolist(), counts.tolist(), strict=True))
+        row_sums = np.stack([sums[int(m)] for m in owners]) if len(owners) else np.zeros((0, dim))
+        return EnrolledSample(emb, labels, fingerprints, row_sums, np.array([by_id[int(m)] for m in owners]), total)
     picks = np.sort(np.random.default_rng(0).choice(total, max_images, replace=False))
     ends = np.cumsum(counts)
     rows = np.searchsorted(ends, picks, side="right")
@@ -501,6 +531,14 @@ def calibrate_store(store: GalleryStore, dim: int, max_images: int = MAX_CALIBRA
     sums = {k: vector(v, np.float64) for k, v in store.sums(np.unique(model_ids[rows]).tolist()).items()}
     row_sums = np.stack([sums[int(model_ids[m])] for m in rows])
     labels = np.array([position[int(model_ids[m])] for m in rows], np.int64)
-    cal = calibrate_threshold(emb, labels, fingerprints, row_sums, counts[rows])
+    return EnrolledSample(emb, labels, fingerprints, row_sums, counts[rows], total)
+
+
+def calibrate_store(store: GalleryStore, dim: int, max_images: int = MAX_CALIBRATION_QUERIES) -> Calibration:
+    """:func:`calibrate_threshold` on the stored images (:func:`sample_enrolled`)."""
+    sample = sample_enrolled(store, dim, max_images)
+    if sample.total <= max_images:
+        return calibrate_threshold(sample.embeddings, sample.labels, sample.fingerprints)
+    cal = calibrate_threshold(sample.embeddings, sample.labels, sample.fingerprints, sample.row_sums, sample.row_counts)
     cal.info["sampled_images"] = int(max_images)
     return cal

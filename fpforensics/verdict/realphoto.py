@@ -29,6 +29,7 @@ from fpforensics.metrics import l2_normalize
 
 DEFAULT_K = 5
 DEFAULT_ACCEPT = 0.95
+DEFAULT_KEEP_ENROLLED = 0.90  # share of a gallery's enrolled images the "enrolled" cut keeps (chosen by CV, docs)
 FORMAT_VERSION = 1
 DIGITS = 5  # stored reference embeddings are rounded to this many decimals (cosines move by < 1e-4)
 
@@ -93,15 +94,17 @@ class RealReference:
         k = min(self.k, sim.shape[1] - int(exclude_self))
         return np.sort(sim, axis=1)[:, -k:].mean(axis=1)
 
-    def check(self, queries: np.ndarray, best: np.ndarray, kind: str = "image-fingerprint") -> list[CameraCheck]:
-        """The rule of ``kind`` on queries and their best model scores ``s``."""
+    def check(self, queries: np.ndarray, best: np.ndarray, kind: str = "image-fingerprint",
+              cut: float | None = None) -> list[CameraCheck]:
+        """The rule of ``kind`` on queries and their best model scores ``s``; ``cut`` replaces the rule's own."""
         rule = self.rules.get(kind)
         if rule is None:
             raise InputError(f"the real-photo reference has no rule for {kind} scores")
+        cut = rule.cut if cut is None else float(cut)
         r = self.score(queries)
         z = rule.z(best, r)
         p = 1.0 / (1.0 + np.exp(-np.clip(z, -700, 700)))
-        return [CameraCheck(bool(zi > rule.cut), float(ri), float(pi)) for zi, ri, pi in zip(z, r, p, strict=True)]
+        return [CameraCheck(bool(zi > cut), float(ri), float(pi)) for zi, ri, pi in zip(z, r, p, strict=True)]
 
     def describe(self, kind: str = "image-fingerprint") -> str:
         rule = self.rules[kind]
@@ -184,3 +187,93 @@ def model_weights(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
             sel = in_g & (labels == m)
             w[sel] = 1.0 / (sel.sum() * len(models) * len(uniq_groups))
     return w
+
+
+def leave_one_out_best(embeddings: np.ndarray, labels: np.ndarray, fingerprints: np.ndarray | None = None,
+                       row_sums: np.ndarray | None = None, row_counts: np.ndarray | None = None) -> np.ndarray:
+    """Each enrolled image's best fingerprint cosine, its own model's fingerprint made without it.
+
+    ``labels`` index ``fingerprints`` (the normalized sums of each model's normalized image
+    embeddings, as a gallery stores them; made from ``embeddings`` when None). ``row_sums`` /
+    ``row_counts``: each row's model sum and image count, when ``embeddings`` is a sample of a
+    large gallery. An image whose model has no other image is scored against the other models only.
+    """
+    emb = l2_normalize(np.asarray(embeddings, np.float64), dtype=np.float64)
+    labels = np.asarray(labels)
+    if row_sums is None or row_counts is None:
+        n = int(labels.max()) + 1
+        sums = np.zeros((n, emb.shape[1]))
+        np.add.at(sums, labels, emb)
+        row_sums, row_counts = sums[labels], np.bincount(labels, minlength=n)[labels]
+        if fingerprints is None:
+            fingerprints = l2_normalize(sums, dtype=np.float64)
+    sims = emb @ np.asarray(fingerprints, np.float64).T
+    rows = np.arange(len(emb))
+    own = np.asarray(row_sums, np.float64) - emb
+    norm = np.linalg.norm(own, axis=1)
+    alone = (np.asarray(row_counts) < 2) | (norm < 1e-12)
+    sims[rows, labels] = np.where(alone, -np.inf, np.einsum("ij,ij->i", emb, own) / np.maximum(norm, 1e-12))
+    best = sims.max(axis=1)
+    return np.where(np.isfinite(best), best, -1.0)
+
+
+def enrolled_cut(reference: RealReference, embeddings: np.ndarray, labels: np.ndarray,
+                 keep: float = DEFAULT_KEEP_ENROLLED, kind: str = "image-fingerprint",
+                 fingerprints: np.ndarray | None = None, row_sums: np.ndarray | None = None,
+                 row_counts: np.ndarray | None = None) -> tuple[float, dict]:
+    """The "enrolled" cut: the rule's cut raised (never lowered) until ``keep`` of a gallery's own images pass.
+
+    Why: the rule's own cut keeps 95% of the *calibration* models' images, and generators unlike
+    them (photo-like diffusion models) lose more. A gallery's enrolled images are the best
+    evidence of what its models' images look like. Each is scored as a query would be (against
+    the fingerprints, its own model's made without it) and the cut is set so that ``keep`` of
+    them are not called camera photographs. Raising the cut can only accept more: of the models'
+    images and of photographs alike (docs/verdicts.md gives both rates). Returns the cut and
+    what it was fitted on.
+    """
+    if not 0.0 < keep < 1.0:
+        raise InputError(f"the share of enrolled images to keep must be between 0 and 1 (got {keep})")
+    rule = reference.rules.get(kind)
+    if rule is None:
+        raise InputError(f"the real-photo reference has no rule for {kind} scores")
+    labels = np.asarray(labels)
+    if len(labels) < 2:
+        raise InputError(f"the enrolled cut needs at least 2 enrolled images (got {len(labels)})")
+    z = rule.z(leave_one_out_best(embeddings, labels, fingerprints, row_sums, row_counts), reference.score(embeddings))
+    raised = weighted_quantile(z, np.ones(len(z)), keep)
+    cut = max(rule.cut, raised)
+    return cut, {"keep": float(keep), "images": int(len(z)), "models": int(len(np.unique(labels))),
+                 "calibration_cut": float(rule.cut), "cut": float(cut), "raised": bool(raised > rule.cut)}
+
+
+@dataclass(frozen=True)
+class PhotoCut:
+    """The real-photo rule's cut: ``calibrated`` (its own) or ``enrolled`` (keep a share of a gallery's images)."""
+
+    name: str  # calibrated | enrolled
+    keep: float | None = None
+
+    @classmethod
+    def parse(cls, spec: str | PhotoCut | None) -> PhotoCut:
+        """``calibrated`` (default), ``enrolled`` or ``enrolled:0.9``; anything else is a one-line InputError."""
+        if isinstance(spec, PhotoCut):
+            return spec
+        text = (spec or "calibrated").strip().lower()
+        name, _, value = text.partition(":")
+        if name == "calibrated" and not value:
+            return cls("calibrated")
+        if name == "enrolled":
+            if not value:
+                return cls("enrolled", DEFAULT_KEEP_ENROLLED)
+            try:
+                keep = float(value)
+            except ValueError:
+                keep = -1.0
+            if 0.0 < keep < 1.0:
+                return cls("enrolled", keep)
+        raise InputError(f"--photo-cut '{spec}': expected calibrated, enrolled or enrolled:KEEP with KEEP "
+                         f"between 0 and 1 (e.g. enrolled:{DEFAULT_KEEP_ENROLLED})")
+
+    @property
+    def label(self) -> str:
+        return self.name if self.keep is None else f"{self.name}:{self.keep:g}"

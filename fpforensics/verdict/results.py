@@ -61,10 +61,16 @@ def judge_identification(paths: Sequence[Path], embeddings: np.ndarray, names: S
                          scores: np.ndarray, op: OperatingPoint, calibration: Calibration | None,
                          margin_rule: MarginRule | None, reference: RealReference | None,
                          signal: Sequence[SignalCheck] | None, ref: ExtractorRef, top_k: int,
-                         family: Callable[[str], str | None] = lambda _m: None) -> list[QueryResult]:
-    """Verdicts for rows of an identification (``indices``/``scores`` best first, at least 2 columns when possible)."""
-    cameras = reference.check(embeddings, scores[:, 0], "image-fingerprint") if reference is not None and len(paths) \
-        else [None] * len(paths)
+                         family: Callable[[str], str | None] = lambda _m: None, camera_cut: float | None = None,
+                         camera_cut_info: dict | None = None) -> list[QueryResult]:
+    """Verdicts for rows of an identification (``indices``/``scores`` best first, at least 2 columns when possible).
+
+    ``camera_cut`` replaces the real-photo rule's own cut; ``camera_cut_info`` (what it is) joins
+    the operating point in each provenance block.
+    """
+    cameras = reference.check(embeddings, scores[:, 0], "image-fingerprint", cut=camera_cut) \
+        if reference is not None and len(paths) else [None] * len(paths)
+    point = op.to_dict() if camera_cut_info is None else {**op.to_dict(), "real_photo_cut": camera_cut_info}
     out = []
     for i, path in enumerate(paths):
         ranking = rank([names[j] for j in indices[i]], scores[i], calibration)
@@ -74,7 +80,7 @@ def judge_identification(paths: Sequence[Path], embeddings: np.ndarray, names: S
             fa, fb = family(verdict.models[0]), family(verdict.models[1])
             if fa and fa == fb:
                 verdict = Verdict(AMBIGUOUS, verdict.models, verdict.reason, verdict.margin, fa)
-        prov = Provenance.for_image(path, ref, op.to_dict()).to_dict()
+        prov = Provenance.for_image(path, ref, point).to_dict()
         out.append(QueryResult(Path(path), ranking[:top_k], verdict, check, cameras[i], prov))
     return out
 
