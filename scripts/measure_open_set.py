@@ -81,6 +81,8 @@ def gallery_threshold_rates(emb: np.ndarray, labels: np.ndarray, photos: np.ndar
 
 
 def pct(d: dict) -> str:
+    if d.get("mean") is None:
+        return "- (no accepted image)"
     return f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}"
 
 

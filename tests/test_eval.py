@@ -264,3 +264,23 @@ def test_eval_synthetic_pool_benchmark(tmp_path, photo_dir, tiny_pool):
     assert bad.exit_code == 2 and "checkpoint file" in bad.output
     res = runner.invoke(app, ["--device", "cpu", "eval", "--pool", "x.h5", "--out", str(out)])
     assert res.exit_code == 2 and "--real" in res.output
+
+
+def test_eval_real_photos_reports_both_cuts(eval_dir, photo_dir, tmp_path):
+    """--real-photos with a calibrated extractor: the default cut and the enrolled one, on the same splits."""
+    out = tmp_path / "report"
+    args = ["--device", "cpu", "eval", str(eval_dir), "-e", "default", "--out", str(out), "--shots", "4",
+            "--repeats", "2", "--pairs", "200", "--grid", "1", "--no-figures", "--real-photos", str(photo_dir)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    real = report["results"]["default"]["clean"]["real_photos"]
+    cut = real["enrolled_cut"]
+    assert real["photo_cut"] == "calibrated" and cut["photo_cut"] == "enrolled:0.9"
+    assert real["real_photos"] == cut["real_photos"] == len(list(photo_dir.rglob("*.*")))
+    assert real["cut"]["mean"] == pytest.approx(real["rule"]["cut"]) and cut["cut"]["mean"] >= real["cut"]["mean"]
+    assert cut["acceptance"]["mean"] >= real["acceptance"]["mean"]
+    assert cut["real_rejection"]["mean"] <= real["real_rejection"]["mean"]
+    assert cut["auroc"] == real["auroc"]  # one score, two cuts
+    assert "enrolled_cut" not in (report["results"]["spectral"]["clean"].get("real_photos") or {})
+    assert "rows '(enrolled)': fpt identify --photo-cut enrolled:0.9)" in res.output  # the title names the second row

@@ -74,7 +74,7 @@ def real_photo_rows(report: dict) -> list[list[str]]:
         r = report["results"][e["label"]]["clean"].get("real_photos")
         for cut in ([r, r.get("enrolled_cut")] if r else []):
             if cut:
-                name = _name(e) + (f" (--photo-cut {cut['photo_cut']})" if cut is not r else "")
+                name = _name(e) + (" (enrolled)" if cut is not r else "")
                 rows.append([name, _pm(cut["real_rejection"]), _pm(cut["acceptance"]), _pm(cut["top1_accepted"]),
                              _pm(cut["top1_all"]), _pm(cut["auroc"]), _pm(cut["auroc_max_cosine"])])
     return rows
@@ -102,8 +102,11 @@ def _sections(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     if real:
         n = next(report["results"][e["label"]]["clean"]["real_photos"]["real_photos"] for e in report["extractors"]
                  if report["results"][e["label"]]["clean"].get("real_photos"))
+        cuts = [c["photo_cut"] for e in report["extractors"]
+                if (c := (report["results"][e["label"]]["clean"].get("real_photos") or {}).get("enrolled_cut"))]
         out.append((f"Real photographs as unknowns ({n} photographs; gallery of every model, the extractor's operating "
-                    "point)", REAL_COLUMNS, real))
+                    "point" + (f"; rows '(enrolled)': fpt identify --photo-cut {cuts[0]}" if cuts else "") + ")",
+                    REAL_COLUMNS, real))
     if len(report["perturbations"]) > 1:
         out.append(("Robustness (every image perturbed)", ROBUST_COLUMNS, robustness_rows(report)))
     return out

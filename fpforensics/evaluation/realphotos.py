@@ -30,6 +30,17 @@ from fpforensics.evaluation.protocols import _rng, fingerprints, mean_std, shot_
 from fpforensics.metrics import l2_normalize
 
 
+def defined_mean_std(values: Sequence[float]) -> dict:
+    """:func:`mean_std` over the repeats where a figure is defined (top-1 among accepted images needs one
+    accepted image); ``None`` when it is defined in none, so that a report stays valid JSON."""
+    arr = np.asarray(values, np.float64)
+    ok = np.isfinite(arr)
+    if not ok.any():
+        return {"mean": None, "std": None, "repeats": 0}
+    out = mean_std(arr[ok])
+    return out if ok.all() else {**out, "repeats": int(ok.sum())}
+
+
 def real_photo_open_set(embeddings: np.ndarray, labels: np.ndarray, real: np.ndarray, calibration=None,
                         threshold: str | float | None = None, shots: int = 10, repeats: int = 5, seed: int = 0,
                         names: Sequence[str] | None = None, subsets: dict[str, Sequence[str]] | None = None,
@@ -85,11 +96,11 @@ def real_photo_open_set(embeddings: np.ndarray, labels: np.ndarray, real: np.nda
             sub[g]["acceptance"].append(float(known_q[m].mean()) if m.any() else float("nan"))
             sub[g]["top1_accepted"].append(float(right[m & known_q].mean()) if (m & known_q).any() else float("nan"))
             sub[g]["top1_all"].append(float(right[m].mean()) if m.any() else float("nan"))
-    out = {k: mean_std(v) for k, v in per.items() if v}
+    out = {k: defined_mean_std(v) for k, v in per.items() if v}
     out.update(photo_cut=pc.label if ref is not None else None, operating_point=op.to_dict(),
                real_photos=int(len(real)), queries=int(len(qry)), shots=shots, repeats=repeats,
                rule=ref.rules["image-fingerprint"].to_dict() if ref is not None else None)
     if groups:
-        out["subsets"] = {g: {"models": list((subsets or {})[g]), **{k: mean_std(v) for k, v in d.items()}}
+        out["subsets"] = {g: {"models": list((subsets or {})[g]), **{k: defined_mean_std(v) for k, v in d.items()}}
                           for g, d in sub.items()}
     return out
