@@ -166,9 +166,10 @@ def _photo_cut(reference: Any, choice: GalleryChoice, photo_cut: Any) -> tuple[f
     cut, info = enrolled_cut(reference, sample.embeddings, sample.labels, pc.keep, fingerprints=sample.fingerprints,
                              row_sums=sample.row_sums, row_counts=sample.row_counts)
     info = {"name": pc.label, **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in info.items()}}
-    note = (f"real-photo cut {cut:.4f} (enrolled: keeps {pc.keep:.0%} of the gallery's {info['images']} enrolled "
-            f"images, each scored without itself; the calibrated cut is {rule.cut:.4f}"
-            + ("" if info["raised"] else ", kept as it already does") + ")")
+    note = (f"real-photo cut {cut:.4f} (enrolled: raised from the calibrated {rule.cut:.4f} to keep {pc.keep:.0%} of "
+            f"the gallery's {info['images']} enrolled images, each scored without itself)" if info["raised"] else
+            f"real-photo cut {cut:.4f} (enrolled: the calibrated cut already keeps {pc.keep:.0%} of the gallery's "
+            f"{info['images']} enrolled images)")
     return (cut if info["raised"] else None), info, note
 
 

@@ -48,6 +48,8 @@ def load_or_gather(args) -> dict:
     data = gather(ext, ckpt, args.pool, real, args.generators, first_generators=args.first_generators,
                   info=lambda m: print(m, file=sys.stderr))
     folders = np.array([p.parent.name for p in list_images(real)])
+    if len(folders) != len(data.real):
+        raise SystemExit(f"{len(folders) - len(data.real)} reference photograph(s) could not be read: fix or remove them")
     out = dict(emb=data.embeddings, labels=data.labels, groups=data.groups, real=data.real, folders=folders,
                identity=np.array(ext.identity))
     np.savez(args.cache, **out)
