@@ -104,9 +104,12 @@ def test_pack_equals_alone_weights(tiny_data, backend):
     x = torch.rand(2, 3, 32, 32)
     # eta reached by nobody -> all run the full budget; with TINY some models may stop early.
     for cfg in (TrainConfig(max_steps=4, batch_size=2, crop=32, calib_batches=1, eta=1e-9), TINY):
-        pack = train_pack(spec, [0, 1, 2], tiny_data, cfg, backend=backend, channels_last=False)
+        # fp32: with --precision auto a CPU with AVX-512 BF16 trains in bf16, where grouped and single
+        # convolutions round differently (outputs 8e-3 apart after 4 steps); the packing is what is tested here
+        pack = train_pack(spec, [0, 1, 2], tiny_data, cfg, backend=backend, channels_last=False, precision="fp32")
         for seed in (0, 2):
-            alone = train_pack(spec, [seed], tiny_data, cfg, backend="looped", channels_last=False)[0]
+            alone = train_pack(spec, [seed], tiny_data, cfg, backend="looped", channels_last=False,
+                               precision="fp32")[0]
             p = pack[seed]
             assert p.seed == seed and p.steps == alone.steps and p.reached_eta == alone.reached_eta
             assert p.final_loss == pytest.approx(alone.final_loss, rel=1e-4, abs=1e-6)
