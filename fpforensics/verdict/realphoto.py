@@ -31,6 +31,7 @@ DEFAULT_K = 5
 DEFAULT_ACCEPT = 0.95
 DEFAULT_KEEP_ENROLLED = 0.90  # share of a gallery's enrolled images the "enrolled" cut keeps (chosen by CV, docs)
 FORMAT_VERSION = 1
+SCORE_BLOCK = 2**24  # similarities computed at once when scoring enrolled images (64 MB of float32)
 DIGITS = 5  # stored reference embeddings are rounded to this many decimals (cosines move by < 1e-4)
 
 
@@ -207,13 +208,19 @@ def leave_one_out_best(embeddings: np.ndarray, labels: np.ndarray, fingerprints:
         row_sums, row_counts = sums[labels], np.bincount(labels, minlength=n)[labels]
         if fingerprints is None:
             fingerprints = l2_normalize(sums, dtype=np.float64)
-    sims = emb @ np.asarray(fingerprints, np.float64).T
-    rows = np.arange(len(emb))
+    fp = np.asarray(fingerprints, np.float32)
+    best = np.empty(len(emb))
+    step = max(1, int(SCORE_BLOCK // max(1, len(fp))))  # rows per block: a gallery of 10^5 models stays at 64 MB
+    for start in range(0, len(emb), step):
+        rows = np.arange(start, min(start + step, len(emb)))
+        sims = emb[rows].astype(np.float32) @ fp.T
+        sims[np.arange(len(rows)), labels[rows]] = -np.inf
+        best[rows] = sims.max(axis=1)
     own = np.asarray(row_sums, np.float64) - emb
     norm = np.linalg.norm(own, axis=1)
     alone = (np.asarray(row_counts) < 2) | (norm < 1e-12)
-    sims[rows, labels] = np.where(alone, -np.inf, np.einsum("ij,ij->i", emb, own) / np.maximum(norm, 1e-12))
-    best = sims.max(axis=1)
+    own_score = np.where(alone, -np.inf, np.einsum("ij,ij->i", emb, own) / np.maximum(norm, 1e-12))
+    best = np.maximum(best, own_score)
     return np.where(np.isfinite(best), best, -1.0)
 
 
