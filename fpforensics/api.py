@@ -207,13 +207,13 @@ def identify(inputs: Paths, gallery: Gallery | str | Path | None = None, extract
     cal = ExtractorCalibration.of(ext)
     op = _operating_point(cal, "image-fingerprint", threshold, max_false_match_rate, choice.primary)
     fp_cal = cal.fingerprint if cal is not None else None
+    reference = cal.real_reference if cal is not None else None
+    cut, cut_info, cut_note = _photo_cut(reference, choice, photo_cut)  # refused before any image is embedded
     e = embed(inputs, ext, grid, batch_size, device, precision, on_start=on_start, on_image=on_image, on_skip=on_skip,
               signal=True)
     target = choice.primary if len(choice.galleries) == 1 else choice.fingerprints()
     ident = search(e.embeddings, target, top_k=max(top_k, 2), threshold=op.threshold)
     margin_rule = fp_cal.margin if fp_cal is not None else None
-    reference = cal.real_reference if cal is not None else None
-    cut, cut_info, cut_note = _photo_cut(reference, choice, photo_cut)
     results = judge_identification(e.paths, e.embeddings, ident.names, ident.indices, ident.scores, op, fp_cal,
                                    margin_rule, reference, e.signal, extractor_ref(ext), top_k, choice.family,
                                    camera_cut=cut, camera_cut_info=cut_info)
@@ -365,11 +365,11 @@ def verify_model(image: str | Path, model: str, gallery: Gallery | str | Path | 
         g.check_compatible(ext.identity, ext.embedding_dim or None)
     cal = ExtractorCalibration.of(ext)
     op = _operating_point(cal, "image-fingerprint", threshold, max_false_match_rate, choice.primary)
+    cut, cut_info, cut_note = _photo_cut(cal.real_reference if cal is not None else None, choice, photo_cut)
     side = embed([image], ext, grid, batch_size, device, precision, on_start=on_start, on_image=on_image,
                  on_skip=on_skip, signal=True)
     vector, checks = _side(side)
     where = choice.labels[0] if len(choice.labels) == 1 else " + ".join(choice.labels)
-    cut, cut_info, cut_note = _photo_cut(cal.real_reference if cal is not None else None, choice, photo_cut)
     return _pair_result([side], [vector, fps[names.index(model)]], [checks, []], ["the image", model], ext, cal, op,
                         "image-fingerprint", None, model, where, [n for n in (choice.note, cut_note) if n],
                         camera_cut=cut, camera_cut_info=cut_info)
