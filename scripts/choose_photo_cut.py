@@ -24,18 +24,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 REAL = ("BSDS500_train", "CBSD68", "CelebA_align_32", "FFHQ_256px_10")
+CACHE_KEYS = {"emb", "labels", "groups", "real", "folders"}
 
 
 def load_or_gather(args) -> dict:
     if args.cache.exists():
-        z = np.load(args.cache, allow_pickle=False)
-        return {k: z[k] for k in z.files}
+        try:
+            with np.load(args.cache, allow_pickle=False) as z:
+                cached = {k: z[k] for k in z.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise SystemExit(f"error: {args.cache}: not a readable cache of this script ({exc.__class__.__name__}); "
+                             "delete it or pass another --cache") from None
+        missing = sorted(CACHE_KEYS - set(cached))
+        if missing:
+            raise SystemExit(f"error: {args.cache}: not a cache of this script (no {', '.join(missing)}); "
+                             "delete it or pass another --cache")
+        return cached
     from fpforensics.checkpoints import load_checkpoint
     from fpforensics.extractor import load_extractor
     from fpforensics.images.decode import list_images
@@ -52,7 +63,10 @@ def load_or_gather(args) -> dict:
         raise SystemExit(f"{len(folders) - len(data.real)} reference photograph(s) could not be read: fix or remove them")
     out = dict(emb=data.embeddings, labels=data.labels, groups=data.groups, real=data.real, folders=folders,
                identity=np.array(ext.identity))
-    np.savez(args.cache, **out)
+    try:
+        np.savez(args.cache, **out)
+    except OSError as exc:
+        raise SystemExit(f"error: {args.cache}: could not write the cache ({exc.strerror})") from None
     return out
 
 
@@ -115,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if not args.cache.exists() and args.pool is None:
         ap.error("--pool is needed to make the embeddings (none cached yet)")
+    if not args.cache.exists() and not args.cache.parent.is_dir():
+        ap.error(f"--cache {args.cache}: its folder does not exist")
     cuts = args.cut or ["calibrated", "enrolled:0.8", "enrolled:0.9", "enrolled:0.95"]
     res = cross_validate(load_or_gather(args), cuts, args.shots, args.repeats, args.seed)
     print(f"{'cut':16s} {'left-out generator accepted':>28s} {'worst':>7s} {'all accepted':>13s} "
@@ -126,4 +142,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from fpforensics.errors import FptError
+
+    try:
+        main()
+    except FptError as exc:  # a missing or corrupt pool, extractor or photo folder; a bad --cut
+        sys.exit(f"error: {exc}")

@@ -103,8 +103,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--grid", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--cache", type=Path, default=Path("open-set-cache"))
-    ap.add_argument("--json", type=Path, default=None, help="write every number here")
+    ap.add_argument("--json", type=Path, default=None, help="write every number here (a new file)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     args = ap.parse_args(argv)
+    if args.json is not None:
+        if args.json.exists() and not args.overwrite:
+            raise SystemExit(f"error: {args.json} exists: pass --overwrite to replace it")
+        if not args.json.parent.is_dir():
+            raise SystemExit(f"error: {args.json}: its folder does not exist")
 
     import torch
 
@@ -177,9 +183,17 @@ def main(argv: list[str] | None = None) -> dict:
         for g, d in e.get("subsets", {}).items():
             print(f"    {g}: accepted {pct(d['acceptance'])} %, top-1 among accepted {pct(d['top1_accepted'])} %")
     if args.json:
-        args.json.write_text(json.dumps(res, indent=2, default=str))
+        try:
+            args.json.write_text(json.dumps(res, indent=2, default=str))
+        except OSError as exc:
+            raise SystemExit(f"error: {args.json}: could not write ({exc.strerror})") from None
     return res
 
 
 if __name__ == "__main__":
-    main()
+    from fpforensics.errors import FptError
+
+    try:
+        main()
+    except FptError as exc:  # a missing or corrupt extractor, folder or .h5 file; a bad --keep or --threshold
+        sys.exit(f"error: {exc}")
