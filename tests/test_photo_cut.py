@@ -53,14 +53,14 @@ def toy_reference(emb: np.ndarray, cut: float) -> RealReference:
 
 
 def test_leave_one_out_best_is_the_naive_loop(monkeypatch):
-    import fpforensics.verdict.realphoto as realphoto
+    import fpforensics.gallery.calibration as gallery_calibration
 
     emb, labels = toy_models()
     labels = labels.copy()
     labels[-1] = labels.max() + 1  # a model with one image: scored against the others only
     expected = naive_loo_best(emb, labels)
     assert np.allclose(leave_one_out_best(emb, labels), expected, atol=1e-6)  # float32 products
-    monkeypatch.setattr(realphoto, "SCORE_BLOCK", 13)  # two rows per block: the blocks join up
+    monkeypatch.setattr(gallery_calibration, "SIMILARITY_BLOCK", 13)  # two rows per block: the blocks join up
     assert np.allclose(leave_one_out_best(emb, labels), expected, atol=1e-6)
     single = leave_one_out_best(emb[:1], np.zeros(1, int))
     assert single.tolist() == [-1.0]

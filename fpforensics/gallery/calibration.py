@@ -20,6 +20,7 @@ from fpforensics.metrics import l2_normalize
 PAPER_THRESHOLD = DEFAULTS.verify_threshold
 SINGLE_MODEL_QUANTILE = 0.05
 MAX_CALIBRATION_QUERIES = 5000
+SIMILARITY_BLOCK = 2**24  # similarities computed at once (64 MB of float32), whatever the gallery's size
 
 
 @dataclass
@@ -64,7 +65,7 @@ def impostor_scores(embeddings: np.ndarray, labels: np.ndarray, fingerprints: np
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_queries, replace=False))
     out = np.empty(len(rows))
     fp = np.asarray(fingerprints, np.float32)
-    step = max(1, int(2**24 // max(1, len(fp))))
+    step = max(1, int(SIMILARITY_BLOCK // max(1, len(fp))))
     for start in range(0, len(rows), step):
         r = rows[start:start + step]
         sim = l2_normalize(embeddings[r], dtype=np.float32) @ fp.T

@@ -31,7 +31,6 @@ DEFAULT_K = 5
 DEFAULT_ACCEPT = 0.95
 DEFAULT_KEEP_ENROLLED = 0.90  # share of a gallery's enrolled images the "enrolled" cut keeps (chosen by CV, docs)
 FORMAT_VERSION = 1
-SCORE_BLOCK = 2**24  # similarities computed at once when scoring enrolled images (64 MB of float32)
 DIGITS = 5  # stored reference embeddings are rounded to this many decimals (cosines move by < 1e-4)
 
 
@@ -199,29 +198,22 @@ def leave_one_out_best(embeddings: np.ndarray, labels: np.ndarray, fingerprints:
     ``row_counts``: each row's model sum and image count, when ``embeddings`` is a sample of a
     large gallery. An image whose model has no other image is scored against the other models only.
     """
+    from fpforensics.gallery.calibration import genuine_scores, impostor_scores
+
+    # the gallery threshold's own leave-one-out (own model) and leave-one-model-out (the others) scores
     emb = l2_normalize(np.asarray(embeddings, np.float64), dtype=np.float64)
     labels = np.asarray(labels)
-    if row_sums is None or row_counts is None:
-        n = int(labels.max()) + 1
-        sums = np.zeros((n, emb.shape[1]))
+    if fingerprints is None:
+        sums = np.zeros((int(labels.max()) + 1, emb.shape[1]))
         np.add.at(sums, labels, emb)
-        row_sums, row_counts = sums[labels], np.bincount(labels, minlength=n)[labels]
-        if fingerprints is None:
-            fingerprints = l2_normalize(sums, dtype=np.float64)
-    fp = np.asarray(fingerprints, np.float32)
-    best = np.empty(len(emb))
-    step = max(1, int(SCORE_BLOCK // max(1, len(fp))))  # rows per block: a gallery of 10^5 models stays at 64 MB
-    for start in range(0, len(emb), step):
-        rows = np.arange(start, min(start + step, len(emb)))
-        sims = emb[rows].astype(np.float32) @ fp.T
-        sims[np.arange(len(rows)), labels[rows]] = -np.inf
-        best[rows] = sims.max(axis=1)
-    own = np.asarray(row_sums, np.float64) - emb
-    norm = np.linalg.norm(own, axis=1)
-    alone = (np.asarray(row_counts) < 2) | (norm < 1e-12)
-    own_score = np.where(alone, -np.inf, np.einsum("ij,ij->i", emb, own) / np.maximum(norm, 1e-12))
-    best = np.maximum(best, own_score)
-    return np.where(np.isfinite(best), best, -1.0)
+        fingerprints = l2_normalize(sums, dtype=np.float64)
+    best = np.full(len(emb), -1.0)
+    if len(fingerprints) >= 2:
+        best = impostor_scores(emb, labels, fingerprints, max_queries=len(emb))
+    counts = np.bincount(labels)[labels] if row_counts is None else np.asarray(row_counts)
+    own = counts >= 2
+    best[own] = np.maximum(best[own], genuine_scores(emb, labels, row_sums, row_counts))
+    return best
 
 
 def enrolled_cut(reference: RealReference, embeddings: np.ndarray, labels: np.ndarray,
