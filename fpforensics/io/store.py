@@ -86,6 +86,13 @@ def check_writable(path: str | Path, lock: bool = False) -> Path:
         raise OutputError(f"{path}: folder {parent} is not writable")
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputError(f"{path}: file is not writable")
+    # os.access says yes to root everywhere; a read-only mount or /proc only shows when a file is made
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".fpt-probe-")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create files in folder {parent} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
     if lock:
         lp = lock_path_of(path)
         if lp.is_dir():

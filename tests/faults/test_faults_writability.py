@@ -105,3 +105,31 @@ def test_lock_file_that_cannot_be_opened(lock, inputs, photo_dir, model_set_dir,
     res = invoke(["--device", "cpu", *command("synthesize", out, inputs, photo_dir, model_set_dir)])
     one_line_error(res, str(lock_path), "lock file")
     assert "real images:" not in res.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("name", ["embed", "gallery add", "identify --report"])
+def test_folder_where_no_file_can_be_made(name, inputs, photo_dir, model_set_dir, tmp_path, monkeypatch):
+    """A read-only mount (or /proc for root) passes os.access; making a file there fails: still one line, first."""
+    import errno
+    import tempfile
+
+    import fpforensics.io.store as store
+
+    folder = tmp_path / "mount"
+    folder.mkdir()
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):  # noqa: A002 (tempfile's own name)
+        if dir is not None and Path(dir).resolve() == folder.resolve():
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(store.tempfile, "mkstemp", mkstemp)
+    out = folder / ("r.html" if name == "identify --report" else OUT_NAME[name])
+    args = (["identify", str(inputs["images"]), "--report", str(out)] if name == "identify --report"
+            else command(name, out, inputs, photo_dir, model_set_dir))
+    res = invoke(["--device", "cpu", *args])
+    line = one_line_error(res, "cannot create files in folder", "Read-only file system")
+    assert str(out) in line
+    assert not any(marker in res.stderr + res.stdout for marker in (*WORK_MARKERS, "attributed"))
+    assert list(folder.iterdir()) == []
