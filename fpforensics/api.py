@@ -173,6 +173,23 @@ def _photo_cut(reference: Any, choice: GalleryChoice, photo_cut: Any) -> tuple[f
     return (cut if info["raised"] else None), info, note
 
 
+def enrollment_photo_check(gallery: Gallery, name: str, extractor: Any) -> dict | None:
+    """Of model ``name``'s enrolled images, how many the extractor's real-photo rule calls camera photographs.
+
+    Each is scored as a query would be (:func:`~fpforensics.verdict.realphoto.camera_like_enrolled`).
+    None when the extractor has no real-photo rule or the gallery keeps fingerprints only.
+    """
+    from fpforensics.verdict.realphoto import camera_like_enrolled
+    from fpforensics.verdict.stored import ExtractorCalibration
+
+    ext = load_extractor(extractor, "cpu") if isinstance(extractor, str | Path) else extractor
+    cal = ExtractorCalibration.of(ext)
+    if cal is None or cal.real_reference is None or not gallery.has_image_embeddings:
+        return None
+    names, fps = gallery.fingerprints()
+    return {"model": name, **camera_like_enrolled(cal.real_reference, gallery.embeddings(name), fps, names.index(name))}
+
+
 def identify(inputs: Paths, gallery: Gallery | str | Path | None = None, extractor: Any = DEFAULTS.extractor,
              top_k: int = DEFAULTS.top_k, threshold: str | float | None = None, grid: int = DEFAULTS.grid,
              batch_size: int = DEFAULTS.embed_batch_size, device: Any = "auto", precision: str = DEFAULTS.precision,

@@ -19,6 +19,7 @@ from fpforensics.verdict.realphoto import (
     CameraRule,
     PhotoCut,
     RealReference,
+    camera_like_enrolled,
     enrolled_cut,
     leave_one_out_best,
 )
@@ -84,6 +85,24 @@ def test_enrolled_cut_keeps_the_share_and_is_never_lowered():
         enrolled_cut(ref, emb[:1], labels[:1], 0.9)
     with pytest.raises(InputError, match="no rule for image-image"):
         enrolled_cut(ref, emb, labels, 0.9, kind="image-image")
+
+
+def test_camera_like_enrolled_scores_each_image_as_a_query():
+    emb, labels = toy_models()
+    ref = toy_reference(emb, cut=0.0)
+    rule = ref.rules["image-fingerprint"]
+    sums = np.zeros((5, emb.shape[1]))
+    np.add.at(sums, labels, emb)
+    fps = l2_normalize(sums)
+    z = rule.z(naive_loo_best(emb, labels), ref.score(emb))  # every image, its own model's fingerprint without it
+    for m in range(5):
+        got = camera_like_enrolled(ref, emb[labels == m], fps, m)
+        want = z[labels == m] > rule.cut
+        assert got == {"images": 6, "camera_like": int(want.sum()), "share": pytest.approx(want.mean()),
+                       "cut": rule.cut}
+    assert 0 < sum(camera_like_enrolled(ref, emb[labels == m], fps, m)["camera_like"] for m in range(5)) < 30
+    with pytest.raises(InputError, match="no rule for image-image"):
+        camera_like_enrolled(ref, emb[:6], fps, 0, kind="image-image")
 
 
 @pytest.mark.parametrize("spec, name, keep", [(None, "calibrated", None), ("calibrated", "calibrated", None),
@@ -197,6 +216,35 @@ def test_identify_and_verify_model_with_enrolled_cut(photo_gallery):
     assert v.exit_code == 0, v.output
     prov = json.loads(v.stdout)["provenance"]["a"][0]["operating_point"]["real_photo_cut"]
     assert prov["cut"] == pytest.approx(cut["cut"])
+
+
+def test_gallery_add_says_how_many_enrolled_images_look_like_photographs(photo_gallery, tmp_path):
+    """Photographs enrolled as 'models': the rule calls some of them camera photographs, and enrollment says so."""
+    from fpforensics.extractor import load_extractor
+    from fpforensics.verdict.stored import ExtractorCalibration
+
+    _, files = photo_gallery
+    ref = ExtractorCalibration.of(load_extractor("default", "cpu")).real_reference
+    path = tmp_path / "g.h5"
+    found = []
+    for name, picks in (("a", (0, 2)), ("b", (4, 6)), ("c", (1, 3))):
+        args = ["gallery", "add", name, *(str(files[i]) for i in picks), "-e", "default", "--gallery", str(path)]
+        r = invoke([*args, "--json"] if name == "b" else args)
+        assert r.exit_code == 0, r.output
+        names, fps = Gallery.open(path).fingerprints()
+        want = {"model": name, **camera_like_enrolled(ref, Gallery.open(path).embeddings(name), fps, names.index(name))}
+        if name == "b":
+            assert json.loads(r.stdout)["real_photo_check"] == want
+        else:
+            line = " ".join(r.output.split())
+            assert ("look like camera photographs" in line) == (want["camera_like"] > 0)
+            if want["camera_like"]:
+                assert f"{want['camera_like']} of 2 enrolled image(s) of '{name}'" in line and "--photo-cut enrolled" in line
+        found.append(want["camera_like"])
+    assert found[2] > 0  # photographs do look like photographs: the note was shown
+    spectral = invoke(["gallery", "add", "s", str(files[0]), "-e", "spectral", "--gallery", str(tmp_path / "s.h5"),
+                       "--json"])
+    assert spectral.exit_code == 0 and json.loads(spectral.stdout)["real_photo_check"] is None  # no rule to apply
 
 
 @pytest.mark.parametrize("args, message", [

@@ -41,7 +41,9 @@ def gallery_add(
     with common.bar(f"enrolling {name}") as bar:
         info, e = g.add(name, inputs, extractor, shots, replace, grid, batch_size, common.get_device(), precision,
                         on_start=bar.start, on_image=bar.advance, on_skip=bar.skipped)
-    render.enrolled(path, name, info, e, g, replace, json_out)
+    from fpforensics.api import enrollment_photo_check
+
+    render.enrolled(path, name, info, e, g, replace, json_out, enrollment_photo_check(g, name, e.extractor))
 
 
 Builtin = Annotated[bool, typer.Option("--builtin", help="The built-in reference gallery that ships with fpt "

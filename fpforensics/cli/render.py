@@ -69,17 +69,23 @@ def merged_embeddings(inputs: Sequence, out, merged) -> None:
     say(f"merged {len(inputs)} file(s) into {out}: {len(merged.paths)} image(s), extractor {merged.extractor}")
 
 
-def enrolled(path, name: str, info, e, gallery, replace: bool, as_json: bool) -> None:
+def enrolled(path, name: str, info, e, gallery, replace: bool, as_json: bool, photo_check: dict | None = None) -> None:
     cal = gallery.calibration
     if as_json:
         return emit_json({"gallery": str(path), "model": name, "enrolled": len(e.paths), "found": e.found,
                           "skipped": len(e.skipped), "model_images": info.n_images, "models": len(gallery),
                           "threshold": cal.threshold if cal else None,
-                          "threshold_source": cal.source if cal else None})
+                          "threshold_source": cal.source if cal else None, "real_photo_check": photo_check})
     say(f"{'replaced' if replace else 'enrolled'} '{name}': {len(e.paths)} of {e.found} image(s){skip_note(e.skipped)}; "
         f"model now has {info.n_images} image(s); gallery {path} has {len(gallery)} model(s)")
     if cal:
         common.info(f"threshold {cal.threshold:.4f} ({cal.source})")
+    if photo_check and photo_check["camera_like"]:
+        common.info(f"note: {photo_check['camera_like']} of {photo_check['images']} enrolled image(s) of '{name}' look "
+                    "like camera photographs to the real-photo rule (each scored as a query, without itself): expect "
+                    "about that share of its images to be answered 'unknown (closest to camera photographs)'; "
+                    "`fpt identify --photo-cut enrolled` fits the rule's cut on this gallery's images instead "
+                    "(docs/verdicts.md)")
 
 
 def gallery_list(path, gallery, as_json: bool, builtin: bool = False) -> None:

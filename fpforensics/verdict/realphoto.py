@@ -245,6 +245,25 @@ def enrolled_cut(reference: RealReference, embeddings: np.ndarray, labels: np.nd
                  "calibration_cut": float(rule.cut), "cut": float(cut), "raised": bool(raised > rule.cut)}
 
 
+def camera_like_enrolled(reference: RealReference, embeddings: np.ndarray, fingerprints: np.ndarray, label: int,
+                         kind: str = "image-fingerprint") -> dict:
+    """How many of one enrolled model's images the rule calls camera photographs, each scored as a query.
+
+    Why: told at enrollment, an analyst knows before any query that a photo-like generator's images
+    will often be answered "closest to camera photographs" (and that ``--photo-cut enrolled`` exists).
+    ``embeddings`` are all of the model's images, ``fingerprints`` the gallery's (row ``label`` is
+    the model's); each image meets its own model's fingerprint made without it.
+    """
+    rule = reference.rules.get(kind)
+    if rule is None:
+        raise InputError(f"the real-photo reference has no rule for {kind} scores")
+    labels = np.full(len(embeddings), int(label))
+    z = rule.z(leave_one_out_best(embeddings, labels, fingerprints), reference.score(embeddings))
+    camera = z > rule.cut
+    return {"images": int(len(z)), "camera_like": int(camera.sum()), "share": float(camera.mean()) if len(z) else 0.0,
+            "cut": float(rule.cut)}
+
+
 @dataclass(frozen=True)
 class PhotoCut:
     """The real-photo rule's cut: ``calibrated`` (its own) or ``enrolled`` (keep a share of a gallery's images)."""
