@@ -25,8 +25,9 @@ from types import SimpleNamespace
 import torch
 
 from fpforensics.extractor.batches import StepTimer, fingerprinted_spectra
+from fpforensics.extractor.config import ExtractorConfig
 from fpforensics.extractor.network import FingerprintNet
-from fpforensics.extractor.training import ExtractorConfig, train_step
+from fpforensics.extractor.training import train_step
 from fpforensics.perturbations import Augmenter
 from fpforensics.residual.dncnn import DnCNN, DnCNNResidual
 from fpforensics.residual.median import MedianResidual

@@ -25,7 +25,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 _API = {"load_extractor": "fpforensics.extractor", "embed": "fpforensics.api", "Gallery": "fpforensics.gallery",
         "identify": "fpforensics.api", "verify": "fpforensics.api", "verify_model": "fpforensics.api",

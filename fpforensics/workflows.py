@@ -221,7 +221,7 @@ def train_extractor(pool: Any, real: Paths, out: str | Path, preset: str = "pape
     :class:`~fpforensics.extractor.training.TrainResult`.
     """
     from fpforensics.device import resolve_device
-    from fpforensics.extractor.training import make_config
+    from fpforensics.extractor.config import make_config
     from fpforensics.extractor.training import train_extractor as train
     from fpforensics.images.decode import list_images
     from fpforensics.synthesis.pool import open_pool

@@ -15,10 +15,11 @@ from fpforensics.cli.app import app
 from fpforensics.embedding.loop import ExtractorEncoder, embed_images
 from fpforensics.errors import InputError, OutputError
 from fpforensics.extractor import load_extractor
+from fpforensics.extractor.config import make_config
 from fpforensics.extractor.fused import FusedExtractor, fuse_checkpoints
 from fpforensics.extractor.network import read_init_weights
 from fpforensics.extractor.trained import TrainedExtractor
-from fpforensics.extractor.training import make_config, train_extractor
+from fpforensics.extractor.training import train_extractor
 from fpforensics.images.decode import list_images
 
 runner = CliRunner()

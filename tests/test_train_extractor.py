@@ -13,11 +13,12 @@ from fpforensics.checkpoints import load_checkpoint, save_checkpoint
 from fpforensics.embedding.loop import ExtractorEncoder, embed_images
 from fpforensics.errors import IncompatibleError, InputError, OutputError
 from fpforensics.extractor import load_extractor
+from fpforensics.extractor.config import ExtractorConfig, make_config
 from fpforensics.extractor.losses import batch_hard_triplet
 from fpforensics.extractor.network import FingerprintNet, load_backbone_init
 from fpforensics.extractor.sampler import PKSampler
 from fpforensics.extractor.trained import TrainedExtractor
-from fpforensics.extractor.training import ExtractorConfig, TrainCallbacks, make_config, train_extractor
+from fpforensics.extractor.training import TrainCallbacks, train_extractor
 from fpforensics.extractor.validation import split_models
 from fpforensics.images.decode import list_images
 from fpforensics.perturbations import KINDS, AugmentConfig, Augmenter, Perturbation, parse_perturb, quantize

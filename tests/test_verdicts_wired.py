@@ -327,7 +327,7 @@ def test_gallery_choice_builtin_user_and_both(tmp_path, monkeypatch, default):
 def test_calibration_written_beside_keeps_identity(tmp_path, cal, default):
     from fpforensics.errors import OutputError
     from fpforensics.extractor import DEFAULT_EXTRACTOR_PATH
-    from fpforensics.extractor.trained import load_trained_extractor
+    from fpforensics.extractor.loading import load_trained_extractor
     from fpforensics.verdict.stored import write_calibration
 
     new = tmp_path / "new.pt"

@@ -476,7 +476,8 @@ def artifacts(run, as_json: bool) -> None:
 def evaluated(result, out, as_json: bool) -> None:
     if as_json:
         return emit_json(result.report)
-    from fpforensics.cli.report_tables import rich_tables
+    from fpforensics.cli.report_tables import sections
 
-    show(*rich_tables(result.report))
+    show(*(table(title, [(c, "left" if c in ("extractor", "perturbation") else "right") for c in columns], rows,
+                 caption="mean ± std over repeats") for title, columns, rows in sections(result.report)))
     common.info(f"report: {result.path}" + (f"; {len(result.figures)} figures in {out}" if result.figures else ""))

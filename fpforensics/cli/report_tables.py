@@ -1,6 +1,6 @@
-"""The tables of an ``fpt eval`` report (identification, verification, real photographs, robustness), for the
-terminal (:func:`rich_tables`) and for Markdown (:func:`markdown_tables`); :func:`fpforensics.cli.render.evaluated`
-prints them."""
+"""The tables of an ``fpt eval`` report (identification, verification, real photographs, robustness) as
+titled rows (:func:`sections`): :func:`fpforensics.cli.render.evaluated` draws them in the terminal,
+:func:`markdown_tables` writes them as Markdown. Plain strings only, so this module imports nothing of the CLI."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def robustness_rows(report: dict) -> list[list[str]]:
     return rows
 
 
-def _sections(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+def sections(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     ds, s = report["dataset"], report["settings"]
     head = (f"{len(ds['models'])} models, {ds['images']} images, shots {s['shots']}, {s['repeats']} repeats")
     out = [
@@ -112,18 +112,10 @@ def _sections(report: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     return out
 
 
-def rich_tables(report: dict) -> list:
-    from fpforensics.cli.render import table
-
-    """The terminal view: identification, verification and (with --perturb) robustness tables."""
-    return [table(title, [(c, "left" if c in ("extractor", "perturbation") else "right") for c in columns], rows,
-                  caption="mean ± std over repeats") for title, columns, rows in _sections(report)]
-
-
 def markdown_tables(report: dict) -> str:
     """The same tables in Markdown (for docs / README results sections)."""
     lines: list[str] = []
-    for title, columns, rows in _sections(report):
+    for title, columns, rows in sections(report):
         lines += [f"**{title}** (mean ± std over repeats)", "", "| " + " | ".join(columns) + " |",
                   "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]

@@ -50,7 +50,7 @@ def load_extractor(spec: str | Path | None = DEFAULTS.extractor, device: torch.d
     if spec in EXTRACTORS:
         ext = EXTRACTORS.get(spec)()
     else:
-        from fpforensics.extractor.trained import load_trained_extractor
+        from fpforensics.extractor.loading import load_trained_extractor
 
         ext = load_trained_extractor(spec)
     return ext.to(resolve_device(device)).eval()

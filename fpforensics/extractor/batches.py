@@ -20,7 +20,7 @@ from fpforensics.residual.base import ResidualExtractor
 from fpforensics.spectrum import log_magnitude_spectrum
 
 if TYPE_CHECKING:
-    from fpforensics.extractor.training import ExtractorConfig
+    from fpforensics.extractor.config import ExtractorConfig
 
 CROP = int(DEFAULTS["crop_size"])
 

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from fpforensics.checkpoints import check_checkpoint_output, load_checkpoint, save_checkpoint
 from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.extractor.base import Extractor
-from fpforensics.extractor.trained import FUSED_KEY, TrainedExtractor
+from fpforensics.extractor.network import FUSED_KEY
+from fpforensics.extractor.trained import TrainedExtractor
 
 FORMAT_VERSION = 1
 # What a part's checkpoint does not need inside a fused file: its own operating points (not the

@@ -25,6 +25,7 @@ from fpforensics.errors import IncompatibleError, InputError
 from fpforensics.extractor import BACKBONES
 
 INPUT_TRANSFORM = "logmag"  # fpforensics.spectrum.log_magnitude_spectrum
+FUSED_KEY = "fused"  # the checkpoint key that marks a fused extractor (fpforensics.extractor.fused)
 
 
 def make_backbone(name: str) -> tuple[nn.Module, int]:
@@ -84,8 +85,6 @@ def read_init_weights(path: str | Path) -> InitWeights:
     meta = None
     if isinstance(state, dict) and "fpt_kind" in state:
         payload = load_checkpoint(path, kind="extractor")
-        from fpforensics.extractor.trained import FUSED_KEY
-
         if FUSED_KEY in payload:
             raise InputError(f"{path}: is a fused extractor; --init takes one of the extractors it is made of")
         full = payload["state_dict"]

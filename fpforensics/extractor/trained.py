@@ -20,12 +20,10 @@ from fpforensics.checkpoints import load_checkpoint, state_dict_digest
 from fpforensics.errors import IncompatibleError
 from fpforensics.extractor import BACKBONES
 from fpforensics.extractor.base import Extractor
-from fpforensics.extractor.network import INPUT_TRANSFORM, FingerprintNet
+from fpforensics.extractor.network import FUSED_KEY, INPUT_TRANSFORM, FingerprintNet
 from fpforensics.residual import residual_from_payload
 from fpforensics.residual.base import ResidualExtractor
 from fpforensics.spectrum import log_magnitude_spectrum
-
-FUSED_KEY = "fused"  # the checkpoint key that marks a fused extractor (fpforensics.extractor.fused)
 
 
 class TrainedExtractor(Extractor):
@@ -74,16 +72,6 @@ class TrainedExtractor(Extractor):
         ext.calibration = ckpt.get("calibration")  # operating points fitted for these weights (fpt calibrate)
         ext.source = str(path)
         return ext
-
-
-def load_trained_extractor(path: str | Path) -> Extractor:
-    """Any extractor checkpoint: a trained extractor, or a fused one (:mod:`fpforensics.extractor.fused`)."""
-    ckpt = load_checkpoint(path, kind="extractor")
-    if FUSED_KEY in ckpt:
-        from fpforensics.extractor.fused import FusedExtractor
-
-        return FusedExtractor.from_payload(ckpt, path)
-    return TrainedExtractor.from_payload(ckpt, path)
 
 
 def identity_of_state(backbone: str, state: dict[str, torch.Tensor], residual_identity: str) -> str:

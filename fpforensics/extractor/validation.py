@@ -24,7 +24,7 @@ from fpforensics.metrics import l2_normalize
 from fpforensics.residual.base import ResidualExtractor
 
 if TYPE_CHECKING:
-    from fpforensics.extractor.training import ExtractorConfig
+    from fpforensics.extractor.config import ExtractorConfig
 
 
 @dataclass

@@ -180,7 +180,7 @@ def calibrate_after_training(path: str | Path, pool: Any, real: Sequence[str | P
     """
     from fpforensics.checkpoints import load_checkpoint
     from fpforensics.errors import FptError
-    from fpforensics.extractor.trained import load_trained_extractor
+    from fpforensics.extractor.loading import load_trained_extractor
     from fpforensics.verdict.stored import write_calibration
 
     try:

@@ -79,7 +79,7 @@ def write_calibration(checkpoint: str | Path, calibration: ExtractorCalibration,
     same before the file replaces anything (written atomically).
     """
     from fpforensics.checkpoints import load_checkpoint, save_checkpoint
-    from fpforensics.extractor.trained import load_trained_extractor
+    from fpforensics.extractor.loading import load_trained_extractor
 
     src = Path(checkpoint)
     target = Path(out) if out is not None else src
