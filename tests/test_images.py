@@ -41,6 +41,22 @@ def test_load_other_formats(tmp_path, photos, fmt, ext):
     np.testing.assert_array_equal(to_uint8(load_image(path)), photos[1])
 
 
+def test_avif_files_are_found_where_pillow_reads_them(tmp_path, photos):
+    from PIL import features
+
+    from fpforensics.images.decode import IMAGE_SUFFIXES, list_images
+
+    assert (".avif" in IMAGE_SUFFIXES) == features.check("avif")
+    if not features.check("avif"):
+        pytest.skip("this Pillow was built without AVIF")
+    Image.fromarray(photos[1]).save(tmp_path / "b.avif", quality=90)
+    Image.fromarray(photos[0]).save(tmp_path / "a.png")
+    assert [p.name for p in list_images([tmp_path])] == ["a.png", "b.avif"]
+    img = load_image(tmp_path / "b.avif")  # lossy: close to the source, not equal
+    assert img.shape == (3, *photos[1].shape[:2])
+    assert np.abs(to_uint8(img).astype(int) - photos[1].astype(int)).mean() < 8
+
+
 def test_grey_and_rgba_become_rgb(tmp_path):
     Image.fromarray(np.full((8, 9), 200, np.uint8)).save(tmp_path / "g.png")
     Image.fromarray(np.full((8, 9, 4), 100, np.uint8)).save(tmp_path / "a.png")

@@ -32,7 +32,16 @@ from PIL import Image, UnidentifiedImageError
 
 from fpforensics.errors import InputError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+
+def _suffixes() -> frozenset[str]:
+    """The image files a folder is searched for: AVIF too where this Pillow was built to read it (11.2+)."""
+    from PIL import features
+
+    base = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+    return frozenset(base | ({".avif"} if features.check("avif") else set()))
+
+
+IMAGE_SUFFIXES = _suffixes()
 PILLOW_PIXEL_LIMIT = Image.MAX_IMAGE_PIXELS  # Pillow's default, the default of --max-image-pixels
 
 
