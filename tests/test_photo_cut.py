@@ -250,6 +250,7 @@ def test_gallery_add_says_how_many_enrolled_images_look_like_photographs(photo_g
 @pytest.mark.parametrize("args, message", [
     (["--photo-cut", "enrolled:2"], "--photo-cut 'enrolled:2'"),
     (["--photo-cut", "enrolled", "--with-builtin"], "leave out --with-builtin"),
+    (["--threshold", "lenient"], "expected paper, calibrated, gallery, fmr:<rate> or a cosine"),  # identify's choices
 ])
 def test_identify_photo_cut_errors(photo_gallery, args, message):
     path, files = photo_gallery
