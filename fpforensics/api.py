@@ -122,7 +122,7 @@ def _operating_point(calibration: Any, kind: str, threshold: str | float | None,
     does the default when the threshold was set there by hand or when the extractor stores no
     calibration (the gallery's threshold is fitted on its images, the paper's is not).
     """
-    from fpforensics.verdict.calibration import CHOICES, OperatingPoint, resolve_operating_point
+    from fpforensics.verdict.calibration import CHOICES, GALLERY_CHOICES, OperatingPoint, resolve_operating_point
 
     cal = calibration.for_kind(kind) if calibration is not None else None
     g_cal = gallery.calibration if gallery is not None else None
@@ -140,12 +140,8 @@ def _operating_point(calibration: Any, kind: str, threshold: str | float | None,
                               cal.fnmr_at(g_cal.threshold) if cal else None, how)
     if wants_gallery:
         raise InputError("--threshold gallery: the gallery has no threshold of its own yet")
-    try:
-        return resolve_operating_point(cal, threshold, max_false_match_rate)
-    except InputError as exc:  # name the choice that only a gallery query has
-        if gallery is not None and CHOICES in str(exc):
-            raise InputError(str(exc).replace(CHOICES, "paper, calibrated, gallery, fmr:<rate> or a cosine")) from None
-        raise
+    return resolve_operating_point(cal, threshold, max_false_match_rate,
+                                   GALLERY_CHOICES if gallery is not None else CHOICES)
 
 
 def _photo_cut(reference: Any, choice: GalleryChoice, photo_cut: Any) -> tuple[float | None, dict | None, str | None]:

@@ -37,6 +37,7 @@ FMR_GRID = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 KINDS = ("image-image", "image-fingerprint")
 UNITS = {"image-image": "image pairs", "image-fingerprint": "image-to-fingerprint scores"}
 CHOICES = "paper, calibrated, fmr:<rate> or a cosine"
+GALLERY_CHOICES = "paper, calibrated, gallery, fmr:<rate> or a cosine"  # identify, verify --model
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,7 @@ def fit(genuine: np.ndarray, impostor: np.ndarray, *, kind: str = "image-image",
 # ---------------------------------------------------------------------------- choosing an operating point
 
 
-def parse_choice(text: str | float | None) -> tuple[str, float | None]:
+def parse_choice(text: str | float | None, choices: str = CHOICES) -> tuple[str, float | None]:
     """``--threshold`` value -> ``(name, number)``: paper, calibrated (alias eer), fmr:<rate> (0.01 or 1%), or a cosine."""
     if text is None:
         return "calibrated", None
@@ -247,11 +248,11 @@ def parse_choice(text: str | float | None) -> tuple[str, float | None]:
     try:
         return "manual", float(s)
     except ValueError:
-        raise InputError(f"--threshold {text!r}: expected {CHOICES}") from None
+        raise InputError(f"--threshold {text!r}: expected {choices}") from None
 
 
 def resolve_operating_point(calibration: Calibration | None, threshold: str | float | None = None,
-                            max_false_match_rate: float | None = None) -> OperatingPoint:
+                            max_false_match_rate: float | None = None, choices: str = CHOICES) -> OperatingPoint:
     """The operating point for ``--threshold`` / ``--max-false-match-rate`` (default: the calibrated EER one).
 
     Without a calibration (an extractor that ships none), ``calibrated`` falls back to the paper's
@@ -259,7 +260,8 @@ def resolve_operating_point(calibration: Calibration | None, threshold: str | fl
     """
     if threshold is not None and max_false_match_rate is not None:
         raise InputError("choose one of --threshold and --max-false-match-rate")
-    name, value = ("fmr", float(max_false_match_rate)) if max_false_match_rate is not None else parse_choice(threshold)
+    name, value = (("fmr", float(max_false_match_rate)) if max_false_match_rate is not None
+                   else parse_choice(threshold, choices))
     if name == "fmr" and not 0.0 < float(value) < 1.0:  # type: ignore[arg-type]
         raise InputError(f"--max-false-match-rate must be between 0 and 1 (got {value})")
     cal = calibration

@@ -216,6 +216,14 @@ def leave_one_out_best(embeddings: np.ndarray, labels: np.ndarray, fingerprints:
     return best
 
 
+def enrolled_z(rule: CameraRule, reference: RealReference, embeddings: np.ndarray, labels: np.ndarray,
+               fingerprints: np.ndarray | None = None, row_sums: np.ndarray | None = None,
+               row_counts: np.ndarray | None = None) -> np.ndarray:
+    """The rule's ``z`` of enrolled images, each scored as a query (:func:`leave_one_out_best`)."""
+    return rule.z(leave_one_out_best(embeddings, labels, fingerprints, row_sums, row_counts),
+                  reference.score(embeddings))
+
+
 def enrolled_cut(reference: RealReference, embeddings: np.ndarray, labels: np.ndarray,
                  keep: float = DEFAULT_KEEP_ENROLLED, kind: str = "image-fingerprint",
                  fingerprints: np.ndarray | None = None, row_sums: np.ndarray | None = None,
@@ -238,7 +246,7 @@ def enrolled_cut(reference: RealReference, embeddings: np.ndarray, labels: np.nd
     labels = np.asarray(labels)
     if len(labels) < 2:
         raise InputError(f"the enrolled cut needs at least 2 enrolled images (got {len(labels)})")
-    z = rule.z(leave_one_out_best(embeddings, labels, fingerprints, row_sums, row_counts), reference.score(embeddings))
+    z = enrolled_z(rule, reference, embeddings, labels, fingerprints, row_sums, row_counts)
     raised = weighted_quantile(z, np.ones(len(z)), keep)
     cut = max(rule.cut, raised)
     return cut, {"keep": float(keep), "images": int(len(z)), "models": int(len(np.unique(labels))),
@@ -257,8 +265,7 @@ def camera_like_enrolled(reference: RealReference, embeddings: np.ndarray, finge
     rule = reference.rules.get(kind)
     if rule is None:
         raise InputError(f"the real-photo reference has no rule for {kind} scores")
-    labels = np.full(len(embeddings), int(label))
-    z = rule.z(leave_one_out_best(embeddings, labels, fingerprints), reference.score(embeddings))
+    z = enrolled_z(rule, reference, embeddings, np.full(len(embeddings), int(label)), fingerprints)
     camera = z > rule.cut
     return {"images": int(len(z)), "camera_like": int(camera.sum()), "share": float(camera.mean()) if len(z) else 0.0,
             "cut": float(rule.cut)}
